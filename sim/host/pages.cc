@@ -1,0 +1,108 @@
+#include "sim/host/pages.h"
+
+#include <cstdio>
+
+namespace host {
+
+const char* use_name(Use u) {
+  switch (u) {
+    case Use::kFree: return "free";
+    case Use::kHost: return "host";
+    case Use::kModule: return "module";
+    case Use::kReturned: return "returned";
+  }
+  return "?";
+}
+
+namespace {
+std::string pfn_str(uint64_t pfn) {
+  char b[32];
+  std::snprintf(b, sizeof b, "pfn 0x%llx", static_cast<unsigned long long>(pfn));
+  return b;
+}
+}  // namespace
+
+HostPages::HostPages(uint64_t base_pfn, uint64_t npages)
+    : base_(base_pfn),
+      n_(npages),
+      use_(npages, Use::kFree),
+      dirty_(npages, 0),
+      content_(npages),
+      free_in_block_(npages / kPagesPer2M, kPagesPer2M) {
+  for (uint64_t i = 0; i < n_; i++) content_[i] = junk(base_ + i);
+}
+
+bool HostPages::alloc(unsigned order, Use use, uint64_t* pfn) {
+  const uint64_t blocks = free_in_block_.size();
+  if (order == 9) {
+    for (uint64_t b = 0; b < blocks; b++) {
+      if (free_in_block_[b] != kPagesPer2M) continue;
+      for (uint64_t i = 0; i < kPagesPer2M; i++) {
+        use_[b * kPagesPer2M + i] = use;
+        content_[b * kPagesPer2M + i] = junk(base_ + b * kPagesPer2M + i);
+      }
+      free_in_block_[b] = 0;
+      used_ += kPagesPer2M;
+      *pfn = base_ + b * kPagesPer2M;
+      return true;
+    }
+    return false;
+  }
+  for (uint64_t b = blocks; b-- > 0;) {
+    if (free_in_block_[b] == 0) continue;
+    for (uint64_t i = kPagesPer2M; i-- > 0;) {
+      uint64_t idx = b * kPagesPer2M + i;
+      if (use_[idx] != Use::kFree) continue;
+      use_[idx] = use;
+      content_[idx] = junk(base_ + idx);
+      free_in_block_[b]--;
+      used_++;
+      *pfn = base_ + idx;
+      return true;
+    }
+  }
+  return false;
+}
+
+void HostPages::free(uint64_t pfn, unsigned order) {
+  for (uint64_t i = 0; i < (1ull << order); i++) {
+    uint64_t p = pfn + i;
+    if (!contains(p)) {
+      add_violation("free of " + pfn_str(p) + " outside host memory");
+      continue;
+    }
+    Use u = use_[p - base_];
+    if (u == Use::kFree) {
+      add_violation("double free of " + pfn_str(p));
+      continue;
+    }
+    if (u == Use::kModule) {
+      add_violation("free of " + pfn_str(p) + " while the TDX module owns it");
+      continue;
+    }
+    if (dirty_[p - base_])
+      add_violation("free of " + pfn_str(p) + " without TDH.PHYMEM.PAGE.WBINVD");
+    dirty_[p - base_] = 0;
+    use_[p - base_] = Use::kFree;
+    free_in_block_[(p - base_) / kPagesPer2M]++;
+    used_--;
+  }
+}
+
+void HostPages::transfer(uint64_t pfn, unsigned order, Use from, Use to, const char* why) {
+  for (uint64_t i = 0; i < (1ull << order); i++) {
+    uint64_t p = pfn + i;
+    if (!contains(p)) {
+      add_violation(std::string(why) + ": " + pfn_str(p) + " outside host memory");
+      continue;
+    }
+    Use& u = use_[p - base_];
+    if (u != from)
+      add_violation(std::string(why) + ": " + pfn_str(p) + " is " + use_name(u) + ", expected " +
+                    use_name(from));
+    else
+      u = to;
+  }
+}
+
+}  // namespace host

@@ -1,0 +1,72 @@
+// Host physical memory: a pool of 4 KiB frames with contents and an ownership ledger.
+//
+// The ledger is the host's (KVM's) view of who owns each frame. It catches a frame handed out
+// twice, freed twice, freed while the TDX module still owns it, or returned to the allocator
+// with TD-keyed cache lines that were never written back (TDH.PHYMEM.PAGE.WBINVD), and it
+// reports leaks at teardown. It never aborts: problems are recorded for sim/check to report.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace host {
+
+enum class Use : uint8_t {
+  kFree,     // in the allocator
+  kHost,     // held by host code (a PAGE.ADD source page, a page on its way to the module)
+  kModule,   // handed to the TDX module: guest page, S-EPT page, TDR/TDCS/TDVPR page
+  kReturned, // given back by the module (REMOVE, SEPT.REMOVE, PROMOTE), not yet freed
+};
+const char* use_name(Use u);
+
+inline constexpr uint64_t kPageShift = 12;
+inline constexpr uint64_t kPageSize = 1ull << kPageShift;
+inline constexpr uint64_t kPagesPer2M = 512;
+
+class HostPages {
+ public:
+  // `npages` frames starting at `base_pfn` (both multiples of 512).
+  HostPages(uint64_t base_pfn, uint64_t npages);
+
+  uint64_t base_pfn() const { return base_; }
+  uint64_t npages() const { return n_; }
+  bool contains(uint64_t pfn) const { return pfn >= base_ && pfn - base_ < n_; }
+
+  // Allocates 1 << order contiguous frames aligned to their size (order 0 or 9). The lowest
+  // 2M blocks serve 2M requests and 4K requests come from the top, so the two rarely collide.
+  // Returns false when nothing fits. Allocation is deterministic.
+  bool alloc(unsigned order, Use use, uint64_t* pfn);
+  // Returns frames to the allocator; records a violation for a frame that is not held by the
+  // host or that still needs a cache write-back.
+  void free(uint64_t pfn, unsigned order);
+  // Moves frames between owners, recording a violation when `from` is not the current owner.
+  void transfer(uint64_t pfn, unsigned order, Use from, Use to, const char* why);
+
+  Use use(uint64_t pfn) const { return use_[pfn - base_]; }
+  // TD-keyed cache lines may exist for this frame (set when the module returns it).
+  bool needs_wbinvd(uint64_t pfn) const { return dirty_[pfn - base_]; }
+  void set_needs_wbinvd(uint64_t pfn, bool v) { dirty_[pfn - base_] = v; }
+
+  uint64_t& content(uint64_t pfn) { return content_[pfn - base_]; }
+  uint64_t content(uint64_t pfn) const { return content_[pfn - base_]; }
+
+  uint64_t in_use() const { return used_; }
+  const std::vector<std::string>& violations() const { return violations_; }
+  void add_violation(std::string v) { violations_.push_back(std::move(v)); }
+
+  // Content a frame has when the allocator hands it out: recognisable garbage, so that a
+  // missing zeroing (ACCEPT) or copy (PAGE.ADD) shows up as a wrong value.
+  static uint64_t junk(uint64_t pfn) { return 0x6a756e6b00000000ull | (pfn & 0xffffffffull); }
+
+ private:
+  uint64_t base_, n_;
+  uint64_t used_ = 0;
+  std::vector<Use> use_;
+  std::vector<uint8_t> dirty_;
+  std::vector<uint64_t> content_;
+  std::vector<uint16_t> free_in_block_;  // free frames per 2M block
+  std::vector<std::string> violations_;
+};
+
+}  // namespace host

@@ -1,0 +1,102 @@
+// Internals shared by the leaf implementations: the per-call lock stack, the common prologue
+// (tdx-module.md §2.0) and the entry-lock primitives (§2.16). Not part of the public API.
+#pragma once
+
+#include "sim/tdx/module.h"
+
+namespace tdx {
+
+inline constexpr uint8_t op_bit(OpState s) { return static_cast<uint8_t>(1u << static_cast<int>(s)); }
+inline constexpr uint8_t kAnyButUninit = op_bit(OpState::INITIALIZED) | op_bit(OpState::RUNNABLE);
+inline constexpr uint8_t kOnlyInitialized = op_bit(OpState::INITIALIZED);
+inline constexpr uint8_t kOnlyRunnable = op_bit(OpState::RUNNABLE);
+// UNBLOCK/DEMOTE/PROMOTE/REMOVE/SEPT.REMOVE enforce blocking and TLB tracking only in RUNNABLE
+// (and LIVE_*, not modelled) — §7.
+inline bool op_state_requires_tracking(OpState s) { return s == OpState::RUNNABLE; }
+
+// A host SEAMCALL in progress: inputs, outputs, and the locks it holds, released in reverse
+// order when the call returns (as the module does at its exit path).
+class Module::Call {
+ public:
+  Call(Module& m, Leaf leaf, const Regs& in) : in(in), m_(m), leaf_(leaf) {}
+  ~Call() {
+    release_all();
+    m_.hooks_->on_call(leaf_name(leaf_), in, out);
+  }
+  Call(const Call&) = delete;
+  Call& operator=(const Call&) = delete;
+
+  const Regs in;
+  Regs out;  // RCX/RDX are zero unless a step sets them (§2.0)
+
+  // Error exits. They return false so that checks read `if (...) return c.fail(...)`.
+  bool fail(uint64_t status) {
+    out.rax = status;
+    return false;
+  }
+  bool fail_entry(uint64_t status, SeptEntry e, int level) {
+    out.rax = status;
+    out.rcx = arch_entry(e);
+    out.rdx = level_state(e, level);
+    return false;
+  }
+  void hold(SharexLock& l, LockMode mode) { push({mode == LockMode::kShared ? kShared : kExcl, &l}); }
+  void hold_entry(std::atomic<uint64_t>* slot) { push({kEntry, slot}); }
+  void yield(const char* where) { m_.hooks_->yield(where); }
+  bool interrupt_pending(const char* where) { return m_.hooks_->interrupt_pending(where); }
+  void release_all();
+
+ private:
+  enum Kind : uint8_t { kShared, kExcl, kEntry };
+  struct Held {
+    Kind kind;
+    void* p;
+  };
+  void push(Held h) {
+    if (n_ < kMax) held_[n_++] = h;
+  }
+  static constexpr int kMax = 10;
+  Held held_[kMax];
+  int n_ = 0;
+  Module& m_;
+  Leaf leaf_;
+};
+
+// What the common prologue of a TD-scoped S-EPT leaf does (§2.0 steps 2-10).
+struct Module::Prologue {
+  uint64_t tdr_pa = 0;
+  Operand tdr_op = Operand::RDX;
+  LockMode tdr_mode = LockMode::kShared;
+  bool op_state_lock = true;
+  uint8_t allowed = kAnyButUninit;
+  int min_level = 0, max_level = 0;
+  bool tree = true;
+  LockMode tree_mode = LockMode::kShared;
+  bool entry_lock = true;
+};
+
+struct Module::Target {
+  Td* td = nullptr;
+  uint64_t gpa = 0;
+  int level = 0;
+  std::atomic<uint64_t>* slot = nullptr;
+  SeptEntry e;  // re-read after the entry lock was taken (lock bits cleared)
+};
+
+// sept_lock_acquire_host: test-and-set TDEL; if it was set, set TDHP and fail; a successful
+// host acquisition clears TDHP (§2.0 step 10, §2.16).
+bool sept_lock_acquire_host(std::atomic<uint64_t>& slot, SeptEntry* seen);
+enum class GuestLock : uint8_t { kOk, kBusy, kBusyHostPriority };
+GuestLock sept_lock_acquire_guest(std::atomic<uint64_t>& slot, SeptEntry* seen);
+inline void sept_lock_release(std::atomic<uint64_t>& slot) {
+  slot.fetch_and(~kTdel, std::memory_order_release);
+}
+// Writes a new entry value while holding its lock, keeping TDEL and TDHP as they are now.
+void sept_write_locked(std::atomic<uint64_t>& slot, SeptEntry v);
+inline SeptEntry sept_read(const std::atomic<uint64_t>& slot) {
+  return {slot.load(std::memory_order_acquire)};
+}
+
+inline uint64_t gpa_of(uint64_t page_info) { return page_info & 0x000ffffffffff000ull; }
+
+}  // namespace tdx

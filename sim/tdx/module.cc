@@ -1,0 +1,279 @@
+// Module construction, PAMT, the S-EPT walk, the common prologue and the SEAMCALL dispatcher.
+#include "sim/tdx/module.h"
+
+#include "sim/tdx/call.h"
+
+namespace tdx {
+
+void Module::Call::release_all() {
+  while (n_ > 0) {
+    Held h = held_[--n_];
+    switch (h.kind) {
+      case kShared: static_cast<SharexLock*>(h.p)->release_shared(); break;
+      case kExcl: static_cast<SharexLock*>(h.p)->release_exclusive(); break;
+      case kEntry: sept_lock_release(*static_cast<std::atomic<uint64_t>*>(h.p)); break;
+    }
+  }
+}
+
+bool sept_lock_acquire_host(std::atomic<uint64_t>& slot, SeptEntry* seen) {
+  uint64_t v = slot.load(std::memory_order_relaxed);
+  for (;;) {
+    if (v & kTdel) {
+      slot.fetch_or(kTdhp, std::memory_order_relaxed);
+      *seen = {v};
+      return false;
+    }
+    if (slot.compare_exchange_weak(v, (v | kTdel) & ~kTdhp, std::memory_order_acquire)) {
+      *seen = {v & ~kTdhp};
+      return true;
+    }
+  }
+}
+
+GuestLock sept_lock_acquire_guest(std::atomic<uint64_t>& slot, SeptEntry* seen) {
+  uint64_t v = slot.load(std::memory_order_relaxed);
+  for (;;) {
+    if (v & kTdel) {
+      *seen = {v};
+      return GuestLock::kBusy;
+    }
+    if (slot.compare_exchange_weak(v, v | kTdel, std::memory_order_acquire)) break;
+  }
+  *seen = {v};
+  if (v & kTdhp) {  // the host asked for priority: back off (§2.16)
+    sept_lock_release(slot);
+    return GuestLock::kBusyHostPriority;
+  }
+  return GuestLock::kOk;
+}
+
+void sept_write_locked(std::atomic<uint64_t>& slot, SeptEntry v) {
+  uint64_t cur = slot.load(std::memory_order_relaxed);
+  while (!slot.compare_exchange_weak(cur, (v.raw & ~(kTdel | kTdhp)) | (cur & (kTdel | kTdhp)),
+                                     std::memory_order_release)) {
+  }
+}
+
+Module::Module(host::HostPages& host, Options opts, Hooks* hooks)
+    : host_(host),
+      opts_(opts),
+      hooks_(hooks ? hooks : &null_hooks_),
+      base_(host.base_pfn()),
+      n_(host.npages()),
+      pamt4k_(n_),
+      pamt2m_((n_ + 511) >> 9),
+      pamt1g_((n_ + (1u << 18) - 1) >> 18),
+      sept_pages_(n_) {}
+
+Module::~Module() = default;
+
+bool Module::in_tdmr(uint64_t pa, uint64_t size) const {
+  const uint64_t lo = base_ << host::kPageShift, hi = (base_ + n_) << host::kPageShift;
+  return pa >= lo && pa < hi && size <= hi - pa;
+}
+
+PamtEntry& Module::pamt_leaf(uint64_t pfn, int* level) {
+  PamtEntry& g = pamt_1g(pfn);
+  if (g.type != PageType::NDA) return *level = 2, g;
+  PamtEntry& m = pamt_2m(pfn);
+  if (m.type != PageType::NDA) return *level = 1, m;
+  return *level = 0, pamt_4k(pfn);
+}
+
+SeptPage* Module::sept_page(uint64_t hpa) {
+  const uint64_t pfn = hpa >> host::kPageShift;
+  if (pfn < base_ || pfn - base_ >= n_) return nullptr;
+  return sept_pages_[pfn - base_].get();
+}
+
+SeptPage* Module::new_sept_page(uint64_t hpa) {
+  auto& p = sept_pages_[(hpa >> host::kPageShift) - base_];
+  p = std::make_unique<SeptPage>();
+  return p.get();
+}
+
+void Module::free_sept_page(uint64_t hpa) { sept_pages_[(hpa >> host::kPageShift) - base_].reset(); }
+
+Td* Module::td_of(uint64_t tdr) {
+  for (auto& t : tds_)
+    if (t->tdr == tdr) return t.get();
+  return nullptr;
+}
+
+Vcpu* Module::vcpu_of(uint64_t tdvpr, Td** td) {
+  for (auto& t : tds_)
+    for (auto& v : t->vcpus)
+      if (v.tdvpr == tdvpr) return *td = t.get(), &v;
+  return nullptr;
+}
+
+Module::WalkResult Module::walk(const Td& td, uint64_t gpa, int level) {
+  WalkResult r;
+  SeptPage* page = sept_page(td.root);
+  for (int l = kPwl;; l--) {
+    r.slot = &page->e[(gpa >> level_shift(l)) & 511];
+    r.level = l;
+    if (l == level) return r.reached = true, r;
+    SeptEntry e = sept_read(*r.slot);
+    // secure_ept_walk stops at a leaf or at an entry with RWX=0 (§1.3, §8.1).
+    if (e.state() != SeptState::NL_MAPPED) return r;
+    page = sept_page(e.hpa_bits());
+    if (!page) return r;  // cannot happen while `module` invariants hold
+  }
+}
+
+// tracked(B) := B < E-1 || (B == E-1 && REFCOUNT[B&1] == 0)  (§3, helpers.h is_tlb_tracked)
+bool Module::is_tlb_tracked(const Td& td, uint64_t bepoch) {
+  const uint64_t e = td.td_epoch.load(std::memory_order_acquire);
+  if (bepoch + 1 < e) return true;
+  return bepoch + 1 == e && td.refcount[bepoch & 1].load(std::memory_order_acquire) == 0;
+}
+
+uint64_t Module::pamt_bepoch_of(const Td& td, SeptEntry e, int level) {
+  (void)td;
+  const uint64_t pfn = e.hpa(level) >> host::kPageShift;
+  if (is_non_leaf(e.state())) return pamt_4k(e.hpa_bits() >> host::kPageShift).bepoch;
+  if (level == kLevel2M) return pamt_2m(pfn).bepoch;
+  if (level == kLevel1G) return pamt_1g(pfn).bepoch;
+  return pamt_4k(pfn).bepoch;
+}
+
+void Module::set_pamt_bepoch(SeptEntry e, int level, uint64_t epoch) {
+  const uint64_t pfn = e.hpa(level) >> host::kPageShift;
+  if (is_non_leaf(e.state())) pamt_4k(e.hpa_bits() >> host::kPageShift).bepoch = epoch;
+  else if (level == kLevel2M) pamt_2m(pfn).bepoch = epoch;
+  else if (level == kLevel1G) pamt_1g(pfn).bepoch = epoch;
+  else pamt_4k(pfn).bepoch = epoch;
+}
+
+// check_lock_and_map_explicit_tdr (§2.0 step 2).
+bool Module::check_tdr(Call& c, uint64_t pa, Operand op, LockMode mode, Td** td) {
+  if ((pa & 0xfff) || (pa & kHkidMask) || (pa >> kMaxPaBits)) return c.fail(raw(Status::OPERAND_INVALID, op));
+  if (!in_tdmr(pa, host::kPageSize)) return c.fail(raw(Status::OPERAND_ADDR_RANGE_ERROR, op));
+  int lvl;
+  PamtEntry& p = pamt_leaf(pa >> host::kPageShift, &lvl);
+  if (!(mode == LockMode::kShared ? p.lock.try_shared() : p.lock.try_exclusive()))
+    return c.fail(raw(Status::OPERAND_BUSY, op));
+  c.hold(p.lock, mode);
+  c.yield("tdr-locked");
+  if (p.type != PageType::TDR || lvl != 0) return c.fail(raw(Status::PAGE_METADATA_INCORRECT, op));
+  *td = td_of(pa);
+  return *td != nullptr;
+}
+
+// A page the host hands to the module (R8): SEPT.ADD and DEMOTE's new S-EPT page, AUG and
+// PAGE.ADD's guest page. Checks in order: address, TDMR, PAMT lock, PAMT free at that size.
+bool Module::check_new_page(Call& c, uint64_t pa, int level, Operand op, PamtEntry** locked) {
+  const uint64_t size = level_size(level);
+  if ((pa & (size - 1)) || (pa & kHkidMask) || (pa >> kMaxPaBits))
+    return c.fail(raw(Status::OPERAND_INVALID, op));
+  if (!in_tdmr(pa, size)) return c.fail(raw(Status::OPERAND_ADDR_RANGE_ERROR, op));
+  const uint64_t pfn = pa >> host::kPageShift;
+  int lvl = 0;
+  PamtEntry* p = level == kLevel4K ? &pamt_leaf(pfn, &lvl) : level == kLevel2M ? &pamt_2m(pfn) : &pamt_1g(pfn);
+  if (!p->lock.try_exclusive()) return c.fail(raw(Status::OPERAND_BUSY, op));
+  c.hold(p->lock, LockMode::kExclusive);
+  c.yield("page-pamt-locked");
+  bool free = p->type == PageType::NDA && lvl == 0;
+  if (level >= kLevel2M) {
+    // The whole range must be free at every smaller size (§8.18).
+    if (pamt_1g(pfn).type != PageType::NDA) free = false;
+    for (uint64_t i = 0; free && i < level_pages(level); i += 512)
+      if (pamt_2m(pfn + i).type != PageType::NDA) free = false;
+    for (uint64_t i = 0; free && i < level_pages(level); i++)
+      if (pamt_4k(pfn + i).type != PageType::NDA) free = false;
+  }
+  if (!free) return c.fail(raw(Status::PAGE_METADATA_INCORRECT, op));
+  *locked = p;
+  return true;
+}
+
+// The common prologue of TD-scoped S-EPT leaves, tdx-module.md §2.0 steps 2-10.
+bool Module::prologue(Call& c, const Prologue& p, Target* t) {
+  Td* td = nullptr;
+  if (!check_tdr(c, p.tdr_pa, p.tdr_op, p.tdr_mode, &td)) return false;
+  // Step 3: check_td_in_correct_build_state.
+  if (td->fatal) return c.fail(raw(Status::TD_FATAL));
+  if (td->lifecycle != Lifecycle::KEYS_CONFIGURED) return c.fail(raw(Status::TD_KEYS_NOT_CONFIGURED));
+  if (!td->tdcs_allocated) return c.fail(raw(Status::TDCS_NOT_ALLOCATED));
+  // Step 4: OP_STATE lock, shared.
+  if (p.op_state_lock) {
+    if (!td->op_state_lock.try_shared()) return c.fail(raw(Status::OPERAND_BUSY, Operand::OP_STATE));
+    c.hold(td->op_state_lock, LockMode::kShared);
+    c.yield("op-state-locked");
+  }
+  // Step 5: the leaf is allowed in this op state.
+  if (!(p.allowed & op_bit(td->op_state))) return c.fail(raw(Status::OP_STATE_INCORRECT));
+  t->td = td;
+  if (p.max_level < 0) return true;  // no page_info (TRACK, FINALIZE)
+  // Step 6: page_info (verify_page_info_input).
+  const uint64_t rcx = c.in.rcx;
+  const int level = static_cast<int>(rcx & 7);
+  const uint64_t gpa = gpa_of(rcx);
+  if ((rcx & 0xff8) || (rcx >> 52) || level < p.min_level || level > p.max_level ||
+      (gpa & (level_size(level) - 1)))
+    return c.fail(raw(Status::OPERAND_INVALID, Operand::RCX));
+  // Step 7: a private GPA inside the GPA width.
+  if ((gpa & kSharedBit) || (gpa >> kGpaw)) return c.fail(raw(Status::OPERAND_INVALID, Operand::RCX));
+  t->gpa = gpa;
+  t->level = level;
+  // Step 8: S-EPT tree lock in the leaf's mode.
+  if (p.tree) {
+    bool ok = p.tree_mode == LockMode::kShared ? td->sept_lock.try_shared() : td->sept_lock.try_exclusive();
+    if (!ok) return c.fail(raw(Status::OPERAND_BUSY, Operand::SEPT_TREE));
+    c.hold(td->sept_lock, p.tree_mode);
+    c.yield("sept-tree-locked");
+  }
+  // Step 9: walk to the requested level.
+  WalkResult w = walk(*td, gpa, level);
+  if (!w.reached)
+    return c.fail_entry(raw(Status::EPT_WALK_FAILED, Operand::RCX), sept_read(*w.slot).without_locks(), w.level);
+  t->slot = w.slot;
+  // Step 10: host-side entry lock.
+  if (p.entry_lock) {
+    SeptEntry seen;
+    if (!sept_lock_acquire_host(*w.slot, &seen))
+      return c.fail_entry(raw(Status::OPERAND_BUSY, Operand::RCX), seen.without_locks(), level);
+    c.hold_entry(w.slot);
+    c.yield("sept-entry-locked");
+  }
+  t->e = sept_read(*w.slot).without_locks();
+  return true;
+}
+
+Regs Module::seamcall(const Regs& in) {
+  const auto leaf = static_cast<Leaf>(in.rax & 0xffff);
+  const unsigned version = (in.rax >> 16) & 0xff;
+  const char* name = leaf_name(leaf);
+  // Leaves without versions reject a non-zero one here; versioned leaves check it themselves
+  // after their RDX check (§0, §2.0 step 1).
+  if (name[4] == '?' || (version != 0 && leaf_max_version(leaf) == 0) || (in.rax >> 24)) {
+    Regs out;
+    out.rax = raw(Status::OPERAND_INVALID, Operand::RAX);
+    return out;
+  }
+  switch (leaf) {
+    case Leaf::MEM_SEPT_ADD: return tdh_mem_sept_add(in);
+    case Leaf::MEM_SEPT_REMOVE: return tdh_mem_sept_remove(in);
+    case Leaf::MEM_PAGE_ADD: return tdh_mem_page_add(in);
+    case Leaf::MEM_PAGE_AUG: return tdh_mem_page_aug(in);
+    case Leaf::MEM_RANGE_BLOCK: return tdh_mem_range_block(in);
+    case Leaf::MEM_RANGE_UNBLOCK: return tdh_mem_range_unblock(in);
+    case Leaf::MEM_TRACK: return tdh_mem_track(in);
+    case Leaf::MEM_PAGE_REMOVE: return tdh_mem_page_remove(in);
+    case Leaf::MEM_PAGE_DEMOTE: return tdh_mem_page_demote(in);
+    case Leaf::MEM_PAGE_PROMOTE: return tdh_mem_page_promote(in);
+    case Leaf::MR_FINALIZE: return tdh_mr_finalize(in);
+    case Leaf::VP_ENTER: return tdh_vp_enter(in);
+    case Leaf::VP_FLUSH: return tdh_vp_flush(in);
+    case Leaf::MNG_VPFLUSHDONE: return tdh_mng_vpflushdone(in);
+    case Leaf::PHYMEM_CACHE_WB: return tdh_phymem_cache_wb(in);
+    case Leaf::MNG_KEY_FREEID: return tdh_mng_key_freeid(in);
+    case Leaf::PHYMEM_PAGE_WBINVD: return tdh_phymem_page_wbinvd(in);
+    case Leaf::PHYMEM_PAGE_RECLAIM: return tdh_phymem_page_reclaim(in);
+  }
+  return {};
+}
+
+}  // namespace tdx

@@ -1,0 +1,222 @@
+// The TDX module model: S-EPT, PAMT, TD epochs and locks, the S-EPT SEAMCALL leaves,
+// TDH.VP.ENTER / TD exit and the guest's TDG.MEM.PAGE.ACCEPT (spec: tdx-module.md).
+//
+// Every leaf is written as the module runs it: a sequence of checks in the module's order,
+// each lock a try-lock held in a Call until the leaf returns, and a yield point after each
+// acquisition (Hooks::yield) where a scheduler may run another actor. Sequentially the yield
+// points do nothing; the interleaving scheduler switches actors there, with the locks held.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sim/host/pages.h"
+#include "sim/tdx/locks.h"
+#include "sim/tdx/sept_entry.h"
+#include "sim/tdx/status.h"
+#include "sim/tdx/types.h"
+
+namespace tdx {
+
+struct Regs {
+  uint64_t rax = 0, rcx = 0, rdx = 0, r8 = 0, r9 = 0, r10 = 0, r11 = 0;
+};
+
+enum class Leaf : uint16_t {
+#define LEAF(e, name, num, ver) e = num,
+#include "sim/tdx/leaf.def"
+#undef LEAF
+};
+const char* leaf_name(Leaf l);
+int leaf_max_version(Leaf l);
+inline uint64_t leaf_rax(Leaf l, unsigned version = 0) {
+  return static_cast<uint64_t>(l) | (static_cast<uint64_t>(version) << 16);
+}
+
+struct Options {
+#define OPTION(name, def, help) uint64_t name = def;
+#include "sim/tdx/options.def"
+#undef OPTION
+  // Sets an option by name; false when the name is unknown.
+  bool set(std::string_view name, uint64_t value);
+  static std::string help();
+};
+
+struct PamtEntry {
+  SharexLock lock;
+  PageType type = PageType::NDA;
+  uint64_t owner = 0;   // TDR HPA
+  uint64_t bepoch = 0;  // TD epoch recorded by RANGE.BLOCK
+};
+
+// VMX basic exit reason of an EPT violation, as VP.ENTER reports a TD exit in RAX bits 31:0.
+inline constexpr uint32_t kExitReasonEptViolation = 48;
+
+// What the guest (or the host) learns from an EPT-violation TD exit (§2.15).
+struct EptExit {
+  uint64_t gpa = 0;
+  int requested_level = 0;  // EEQ info bits 2:0 for an ACCEPT exit
+  int found_level = 0;      // bits 5:3
+  uint8_t state = 0;        // bits 13:6: public state of the entry found
+  bool leaf = false;        // bit 14
+  bool accept = false;      // EEQ type 1 (ACCEPT) rather than a zero-step synthetic exit
+};
+
+struct Vcpu {
+  uint64_t tdvpr = 0, tdvpx = 0;
+  bool initialized = false;
+  bool in_td = false;       // between a successful VP.ENTER and the TD exit
+  bool associated = false;  // entered since the last TDH.VP.FLUSH
+  uint64_t epoch = 0;       // VCPU_EPOCH
+  uint64_t tlb_flushes = 0;
+  // Zero-step mitigation (§2.14 step 4): consecutive EPT-violation exits at one GPA.
+  uint64_t last_fault_gpa = ~0ull;
+  uint64_t fault_streak = 0;
+  std::vector<uint64_t> epf_gpas;  // LAST_EPF_GPA_LIST
+};
+
+struct Td {
+  uint64_t tdr = 0;
+  uint32_t hkid = 0;
+  Lifecycle lifecycle = Lifecycle::NOT_CONFIGURED;
+  bool fatal = false;
+  bool tdcs_allocated = false;
+  OpState op_state = OpState::UNINITIALIZED;
+  uint64_t tdcs = 0, root = 0;  // control pages (TDCX); root = the PML4 S-EPT page
+  SharexLock op_state_lock, sept_lock, epoch_lock;
+  std::atomic<uint64_t> td_epoch{1};
+  std::array<std::atomic<uint32_t>, 2> refcount{};
+  std::atomic<int64_t> chldcnt{0};  // pages of all kinds associated with the TD, in 4K units
+  uint64_t mrtd = 0;                // a stand-in for the measurement: hash of PAGE.ADD GPAs
+  std::vector<Vcpu> vcpus;
+};
+
+// Result of TDG.MEM.PAGE.ACCEPT as the guest (or the host) observes it.
+struct AcceptResult {
+  enum Kind : uint8_t {
+    kStatus,       // returned to the guest; `status` is RAX
+    kEptViolation, // TD exit to the host; the vCPU is no longer in the TD
+    kResumed,      // interrupted 2M ACCEPT: progress saved, TDCALL re-executes (§2.15 step 7)
+    kNotInTd,      // the vCPU is not in guest mode: the guest cannot run anything
+  } kind = kStatus;
+  uint64_t status = 0;
+  EptExit exit;
+};
+
+class Hooks {
+ public:
+  virtual ~Hooks() = default;
+  // A place where another actor could run; `where` names it for logs and probes.
+  virtual void yield(const char* where) { (void)where; }
+  // Called when a SEAMCALL, the guest's TDCALL or a TD exit returns; `name` is the ABI name.
+  virtual void on_call(const char* name, const Regs& in, const Regs& out) { (void)name, (void)in, (void)out; }
+  // The module checks for a pending host interrupt here (DEMOTE/PROMOTE, between the chunks
+  // of a 2M ACCEPT); returning true consumes it.
+  virtual bool interrupt_pending(const char* where) { (void)where; return false; }
+  // VP.ENTER flushed this vCPU's TD translations (new epoch).
+  virtual void on_tlb_flush(const Td& td, int vcpu) { (void)td, (void)vcpu; }
+};
+
+// How far create_td() builds a TD (tests reach the early lifecycle errors with these).
+enum class BuildStage : uint8_t { kCreated, kKeysConfigured, kTdcsAdded, kInitialized };
+
+class Module {
+ public:
+  // The TDMR covers exactly the host memory pool (its base must be 1G-aligned).
+  explicit Module(host::HostPages& host, Options opts = {}, Hooks* hooks = nullptr);
+  ~Module();
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  const Options& options() const { return opts_; }
+  host::HostPages& host() { return host_; }
+  void set_hooks(Hooks* h) { hooks_ = h ? h : &null_hooks_; }
+
+  // --- Host side: SEAMCALL with RAX = leaf | version << 16. Unknown leaves fail like the
+  // dispatcher does with TDX_OPERAND_INVALID|RAX.
+  Regs seamcall(const Regs& in);
+
+  Regs tdh_mem_sept_add(const Regs& in);
+  Regs tdh_mem_sept_remove(const Regs& in);
+  Regs tdh_mem_page_add(const Regs& in);
+  Regs tdh_mem_page_aug(const Regs& in);
+  Regs tdh_mem_range_block(const Regs& in);
+  Regs tdh_mem_range_unblock(const Regs& in);
+  Regs tdh_mem_track(const Regs& in);
+  Regs tdh_mem_page_remove(const Regs& in);
+  Regs tdh_mem_page_demote(const Regs& in);
+  Regs tdh_mem_page_promote(const Regs& in);
+  Regs tdh_mr_finalize(const Regs& in);
+  Regs tdh_vp_enter(const Regs& in);
+  Regs tdh_vp_flush(const Regs& in);
+  Regs tdh_mng_vpflushdone(const Regs& in);
+  Regs tdh_phymem_cache_wb(const Regs& in);
+  Regs tdh_mng_key_freeid(const Regs& in);
+  Regs tdh_phymem_page_wbinvd(const Regs& in);
+  Regs tdh_phymem_page_reclaim(const Regs& in);
+
+  // --- TD exit of a vCPU in guest mode (td_exit.c): drops its epoch refcount and the TDR and
+  // TDVPR locks VP.ENTER left held. Returns false if the vCPU was not in the TD.
+  bool td_exit(uint64_t tdvpr);
+
+  // --- Guest side.
+  AcceptResult tdg_mem_page_accept(uint64_t tdvpr, uint64_t rcx);
+
+  // --- TD construction: TDH.MNG.CREATE, KEY.CONFIG, ADDCX, MNG.INIT, VP.CREATE/ADDCX/INIT
+  // condensed into one step (their own checks are out of scope). Pages come from the host
+  // pool. Returns the TDR HPA, or 0 when host memory ran out.
+  uint64_t create_td(int nvcpus, BuildStage stage = BuildStage::kInitialized);
+  void set_fatal(uint64_t tdr) { td_of(tdr)->fatal = true; }  // tests: a TD marked FATAL
+
+  // --- Introspection (checks, tests, tools). None of these take locks.
+  Td* td_of(uint64_t tdr);
+  const std::vector<std::unique_ptr<Td>>& tds() const { return tds_; }
+  PamtEntry& pamt_4k(uint64_t pfn) { return pamt4k_[pfn - base_]; }
+  PamtEntry& pamt_2m(uint64_t pfn) { return pamt2m_[(pfn - base_) >> 9]; }
+  PamtEntry& pamt_1g(uint64_t pfn) { return pamt1g_[(pfn - base_) >> 18]; }
+  // The PAMT leaf covering a frame: the 1G or 2M entry when it is not NDA, else the 4K one.
+  PamtEntry& pamt_leaf(uint64_t pfn, int* level);
+  bool in_tdmr(uint64_t pa, uint64_t size) const;
+  SeptPage* sept_page(uint64_t hpa);
+  // Walks like the module (stops at a leaf or a non-present entry above `level`).
+  struct WalkResult {
+    std::atomic<uint64_t>* slot = nullptr;
+    int level = 0;       // level of `slot`
+    bool reached = false;
+  };
+  WalkResult walk(const Td& td, uint64_t gpa, int level);
+  Vcpu* vcpu_of(uint64_t tdvpr, Td** td);
+  static bool is_tlb_tracked(const Td& td, uint64_t bepoch);
+
+ private:
+  class Call;
+  struct Prologue;
+  struct Target;
+  bool prologue(Call& c, const Prologue& p, Target* t);
+  bool check_tdr(Call& c, uint64_t pa, Operand op, LockMode mode, Td** td);
+  bool check_new_page(Call& c, uint64_t pa, int level, Operand op, PamtEntry** locked);
+  uint64_t pamt_bepoch_of(const Td& td, SeptEntry e, int level);
+  void set_pamt_bepoch(SeptEntry e, int level, uint64_t epoch);
+  SeptPage* new_sept_page(uint64_t hpa);
+  void free_sept_page(uint64_t hpa);
+  void note_ept_violation(Vcpu& v, uint64_t gpa);
+  bool would_fault(Td& td, uint64_t gpa);
+
+  host::HostPages& host_;
+  Options opts_;
+  Hooks null_hooks_;
+  Hooks* hooks_;
+  uint64_t base_;
+  uint64_t n_;
+  std::vector<PamtEntry> pamt4k_, pamt2m_, pamt1g_;
+  std::vector<std::unique_ptr<SeptPage>> sept_pages_;  // by frame
+  std::vector<std::unique_ptr<Td>> tds_;
+  uint32_t next_hkid_ = 1;
+};
+
+}  // namespace tdx
