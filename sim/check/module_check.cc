@@ -1,0 +1,184 @@
+#include "sim/check/module_check.h"
+
+#include <cstdio>
+#include <string>
+#include <unordered_map>
+
+namespace check {
+namespace {
+
+using tdx::Module;
+using tdx::PageType;
+using tdx::SeptEntry;
+using tdx::SeptState;
+
+std::string hex(uint64_t v) {
+  char b[24];
+  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+  return b;
+}
+
+class TdChecker {
+ public:
+  TdChecker(Module& m, tdx::Td& td, bool quiescent, Violations* out)
+      : m_(m), td_(td), quiescent_(quiescent), out_(out) {}
+
+  void run() {
+    if (td_.lifecycle != tdx::Lifecycle::TEARDOWN) {
+      walk_table(td_.root, tdx::kPwl, 0);
+      check_pamt_coverage();
+    }
+    check_chldcnt();
+    check_epochs();
+    if (quiescent_) check_locks();
+  }
+
+ private:
+  void fail(const char* site, std::string detail) {
+    out_->push_back({"module", site, std::move(detail)});
+  }
+
+  // Every entry of every reachable table: children exist and are owned right (PAMT against
+  // entries), leaves sit at levels that can hold them, no entry lock is left when quiescent.
+  void walk_table(uint64_t table, int level, uint64_t gpa_base) {
+    tdx::SeptPage* page = m_.sept_page(table);
+    if (!page) return fail("sept-table", "table " + hex(table) + " is not an S-EPT page");
+    for (uint64_t i = 0; i < 512; i++) {
+      const SeptEntry e{page->e[i].load(std::memory_order_relaxed)};
+      const uint64_t gpa = gpa_base + (i << tdx::level_shift(level));
+      const std::string where = "GPA " + hex(gpa) + " " + tdx::level_name(level);
+      if (quiescent_ && e.locked()) fail("entry-lock-held", where + ": TDEL set while quiescent");
+      // TDHP is sticky by design (tdx-module.md §8.3): a host that failed to lock leaves it
+      // until its next successful lock, so it is not an error when quiescent.
+      const SeptState s = e.state();
+      if (s == SeptState::FREE) {
+        if (e.hpa_bits()) fail("free-entry", where + ": FREE entry with HPA bits");
+        continue;
+      }
+      if (tdx::is_non_leaf(s)) {
+        if (level == 0) {
+          fail("non-leaf-at-4k", where + " is " + tdx::state_name(s));
+          continue;
+        }
+        const uint64_t child = e.hpa_bits();
+        tdx::PamtEntry& p = m_.pamt_4k(child >> 12);
+        if (p.type != PageType::EPT || p.owner != td_.tdr)
+          fail("pamt-vs-sept", where + ": child table " + hex(child) + " has PAMT " + tdx::page_type_name(p.type));
+        if (!seen_[child >> 12]++) walk_table(child, level - 1, gpa);
+        else fail("pamt-vs-sept", where + ": table " + hex(child) + " linked twice");
+        continue;
+      }
+      if (!tdx::is_leaf(s) || level > tdx::kLevel1G) {
+        fail("leaf-level", where + ": " + tdx::state_name(s) + " at this level");
+        continue;
+      }
+      if (level == tdx::kLevel4K || s != SeptState::PENDING) {
+        if (e.accept_counter() && level == tdx::kLevel2M)
+          fail("accept-counter", where + ": ACCEPT_COUNTER set on a " + tdx::state_name(s) + " leaf");
+      }
+      const uint64_t hpa = e.hpa(level), pfn = hpa >> 12;
+      if (level == tdx::kLevel4K && (e.hpa_bits() & 0xfff)) fail("leaf-hpa", where + ": misaligned HPA");
+      int plevel;
+      tdx::PamtEntry& p = m_.pamt_leaf(pfn, &plevel);
+      if (p.type != PageType::REG || p.owner != td_.tdr || plevel != level)
+        fail("pamt-vs-sept", where + ": page " + hex(hpa) + " has PAMT " + tdx::page_type_name(p.type) + " at " +
+                                 tdx::level_name(plevel));
+      if (seen_[pfn]++) fail("pamt-vs-sept", where + ": page " + hex(hpa) + " mapped twice");
+    }
+  }
+
+  // Every page the PAMT gives this TD as REG or EPT is reachable from the tree: none lost.
+  void check_pamt_coverage() {
+    host::HostPages& h = m_.host();
+    for (uint64_t pfn = h.base_pfn(); pfn < h.base_pfn() + h.npages(); pfn++) {
+      int level;
+      tdx::PamtEntry& p = m_.pamt_leaf(pfn, &level);
+      if (p.owner != td_.tdr || (p.type != PageType::REG && p.type != PageType::EPT)) continue;
+      if ((pfn << 12) & (tdx::level_size(level) - 1)) continue;  // head frames only
+      if (!seen_.count(pfn))
+        fail("pamt-vs-sept", "page " + hex(pfn << 12) + " (" + tdx::page_type_name(p.type) +
+                                 ") owned by the TD but not in its S-EPT");
+    }
+  }
+
+  // CHLDCNT counts, in 4K units, every page associated with the TD (§8.22).
+  void check_chldcnt() {
+    host::HostPages& h = m_.host();
+    int64_t expected = 0;
+    for (uint64_t pfn = h.base_pfn(); pfn < h.base_pfn() + h.npages(); pfn++) {
+      int level;
+      tdx::PamtEntry& p = m_.pamt_leaf(pfn, &level);
+      if (p.owner == td_.tdr && p.type != PageType::TDR && p.type != PageType::NDA &&
+          !((pfn << 12) & (tdx::level_size(level) - 1)))
+        expected += static_cast<int64_t>(tdx::level_pages(level));
+    }
+    if (expected != td_.chldcnt.load())
+      fail("chldcnt", "CHLDCNT " + std::to_string(td_.chldcnt.load()) + ", pages owned " + std::to_string(expected));
+  }
+
+  // REFCOUNT[p] is the number of vCPUs in guest mode that entered in an epoch of parity p;
+  // they all entered in the current or the previous epoch (§3).
+  void check_epochs() {
+    const uint64_t e = td_.td_epoch.load();
+    uint32_t count[2] = {0, 0};
+    for (auto& v : td_.vcpus) {
+      if (v.epoch > e) fail("epoch", "VCPU_EPOCH " + std::to_string(v.epoch) + " > TD_EPOCH " + std::to_string(e));
+      if (!v.in_td) continue;
+      count[v.epoch & 1]++;
+      if (v.epoch + 1 < e)
+        fail("epoch", "a vCPU in guest mode entered in epoch " + std::to_string(v.epoch) + ", TD_EPOCH is " +
+                          std::to_string(e));
+    }
+    for (int p = 0; p < 2; p++)
+      if (count[p] != td_.refcount[p].load())
+        fail("epoch", "REFCOUNT[" + std::to_string(p) + "] = " + std::to_string(td_.refcount[p].load()) + ", " +
+                          std::to_string(count[p]) + " vCPUs in guest mode");
+  }
+
+  void check_locks() {
+    if (td_.op_state_lock.held()) fail("lock-held", "OP_STATE lock held while quiescent");
+    if (td_.sept_lock.held()) fail("lock-held", "S-EPT tree lock held while quiescent");
+    if (td_.epoch_lock.held()) fail("lock-held", "epoch lock held while quiescent");
+    uint32_t in_td = 0;
+    for (auto& v : td_.vcpus) {
+      in_td += v.in_td;
+      tdx::PamtEntry& vp = m_.pamt_4k(v.tdvpr >> 12);
+      if (vp.lock.held_exclusive() || vp.lock.shared_count() != (v.in_td ? 1u : 0u))
+        fail("lock-held", "TDVPR " + hex(v.tdvpr) + " lock does not match the vCPU's guest mode");
+    }
+    tdx::PamtEntry& tp = m_.pamt_4k(td_.tdr >> 12);
+    if (tp.lock.held_exclusive() || tp.lock.shared_count() != in_td)
+      fail("lock-held", "TDR lock held " + std::to_string(tp.lock.shared_count()) + " times, " +
+                            std::to_string(in_td) + " vCPUs in guest mode");
+  }
+
+  Module& m_;
+  tdx::Td& td_;
+  bool quiescent_;
+  Violations* out_;
+  std::unordered_map<uint64_t, int> seen_;  // frames reached from the tree
+};
+
+}  // namespace
+
+void check_module(Module& m, bool quiescent, size_t* ledger_seen, Violations* out) {
+  for (auto& td : m.tds()) TdChecker(m, *td, quiescent, out).run();
+  host::HostPages& h = m.host();
+  // PAMT against the host ledger: what the module owns, the host must have handed over.
+  for (uint64_t pfn = h.base_pfn(); pfn < h.base_pfn() + h.npages(); pfn++) {
+    int level;
+    tdx::PamtEntry& p = m.pamt_leaf(pfn, &level);
+    if (p.type != PageType::NDA && h.use(pfn) != host::Use::kModule)
+      out->push_back({"module", "pamt-vs-host", "frame " + hex(pfn << 12) + " is PAMT " +
+                                                    tdx::page_type_name(p.type) + " but host ledger says " +
+                                                    host::use_name(h.use(pfn))});
+    if (quiescent && p.type == PageType::NDA && h.use(pfn) == host::Use::kModule)
+      out->push_back({"module", "pamt-vs-host", "frame " + hex(pfn << 12) +
+                                                    " handed to the module but not in its PAMT (lost)"});
+  }
+  const auto& lv = h.violations();
+  for (size_t i = *ledger_seen; i < lv.size(); i++) out->push_back({"module", "host-ledger", lv[i]});
+  *ledger_seen = lv.size();
+}
+
+}  // namespace check

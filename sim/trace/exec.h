@@ -1,0 +1,36 @@
+// The executor: applies a trace to a fresh stack, checks every `->` expectation and every
+// property after every step, and reports the first failure.
+#pragma once
+
+#include <ostream>
+#include <string>
+
+#include "sim/check/violation.h"
+#include "sim/trace/trace.h"
+
+namespace trace {
+
+struct RunOptions {
+  std::ostream* log = nullptr;  // -v: every step and every SEAMCALL with decoded outputs
+};
+
+struct Failure {
+  enum Kind : uint8_t { kNone, kExpectation, kProperty } kind = kNone;
+  size_t step = 0;  // index into Trace::stmts; stmts.size() for the implicit teardown
+  int line = 0;     // 0 for the implicit teardown
+  std::string expected, actual;  // kExpectation
+  check::Violation violation;    // kProperty
+};
+
+struct RunResult {
+  bool ok() const { return failure.kind == Failure::kNone; }
+  Failure failure;
+  size_t steps = 0;  // statements executed
+};
+
+RunResult run(const Trace& t, const RunOptions& opts = {});
+
+// A report for a person: what failed, where, and the trace with the failing line marked.
+std::string format_failure(const Trace& t, const RunResult& r, const std::string& file);
+
+}  // namespace trace

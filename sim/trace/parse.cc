@@ -1,0 +1,295 @@
+// The text trace parser: every error names its line and column and nothing runs.
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+
+#include "sim/tdx/module.h"
+#include "sim/tdx/status.h"
+#include "sim/trace/trace.h"
+
+namespace trace {
+namespace {
+
+constexpr OpInfo kOps[] = {
+#define OP(e, name, target, args, help) {name, #target[0], args, help},
+#include "sim/trace/ops.def"
+#undef OP
+};
+
+struct Token {
+  std::string_view text;
+  int column;  // 1-based
+};
+
+std::vector<Token> tokenize(std::string_view line) {
+  std::vector<Token> out;
+  size_t i = 0;
+  while (i < line.size()) {
+    if (line[i] == '#') break;
+    if (std::isspace(static_cast<unsigned char>(line[i]))) {
+      i++;
+      continue;
+    }
+    size_t start = i;
+    if (line.compare(i, 2, "->") == 0) {
+      i += 2;
+    } else {
+      while (i < line.size() && !std::isspace(static_cast<unsigned char>(line[i])) && line[i] != '#' &&
+             line.compare(i, 2, "->") != 0)
+        i++;
+    }
+    out.push_back({line.substr(start, i - start), static_cast<int>(start) + 1});
+  }
+  return out;
+}
+
+bool parse_number(std::string_view s, uint64_t* v) {
+  if (s.empty()) return false;
+  int base = 10;
+  if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+    base = 16;
+    s.remove_prefix(2);
+  }
+  if (s.size() > (base == 16 ? 16u : 20u)) return false;
+  std::string buf(s);
+  for (char c : buf)
+    if (!(base == 16 ? std::isxdigit(static_cast<unsigned char>(c)) : std::isdigit(static_cast<unsigned char>(c))))
+      return false;
+  errno = 0;
+  *v = std::strtoull(buf.c_str(), nullptr, base);
+  return errno == 0;
+}
+
+int parse_level(std::string_view s) {
+  if (s == "4K" || s == "4k") return 0;
+  if (s == "2M" || s == "2m") return 1;
+  if (s == "1G" || s == "1g") return 2;
+  if (s == "512G" || s == "512g") return 3;
+  return -1;
+}
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> d(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); j++) d[j] = j;
+  for (size_t i = 1; i <= a.size(); i++) {
+    size_t prev = d[0];
+    d[0] = i;
+    for (size_t j = 1; j <= b.size(); j++) {
+      size_t cur = d[j];
+      d[j] = std::min({d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] != b[j - 1])});
+      prev = cur;
+    }
+  }
+  return d[b.size()];
+}
+
+std::string suggest(std::string_view word) {
+  std::string_view best;
+  size_t best_d = 4;
+  for (const auto& o : kOps) {
+    size_t d = edit_distance(word, o.name);
+    if (d < best_d) best_d = d, best = o.name;
+  }
+  for (std::string_view h : {"target", "vcpus", "memory", "option"}) {
+    size_t d = edit_distance(word, h);
+    if (d < best_d) best_d = d, best = h;
+  }
+  return best.empty() ? "" : "; did you mean `" + std::string(best) + "`?";
+}
+
+const char* arg_name(char k) {
+  switch (k) {
+    case 'g': return "GPA";
+    case 'l': return "LEVEL (4K, 2M, 1G or 512G)";
+    case 'v': return "vCPU index";
+    case 'n': return "count";
+  }
+  return "argument";
+}
+
+class Parser {
+ public:
+  explicit Parser(ParseError* err) : err_(err) {}
+
+  std::optional<Trace> run(std::string_view text) {
+    int lineno = 0;
+    while (!text.empty()) {
+      size_t nl = text.find('\n');
+      std::string_view line = text.substr(0, nl);
+      text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+      lineno++;
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (!statement(lineno, line)) return std::nullopt;
+    }
+    return std::move(t_);
+  }
+
+ private:
+  bool error(int line, int column, std::string msg) {
+    *err_ = {line, column, std::move(msg)};
+    return false;
+  }
+
+  bool statement(int ln, std::string_view line) {
+    std::vector<Token> tok = tokenize(line);
+    if (tok.empty()) return true;
+    const int eol = static_cast<int>(line.size()) + 1;
+    std::string_view w = tok[0].text;
+    if (w == "target" || w == "vcpus" || w == "memory" || w == "option") {
+      if (!t_.stmts.empty())
+        return error(ln, tok[0].column, "`" + std::string(w) + "` is a header line: it must come before the first operation");
+      if (tok.size() < 2) return error(ln, eol, "`" + std::string(w) + "` needs a value");
+      if (tok.size() > 2) return error(ln, tok[2].column, "unexpected `" + std::string(tok[2].text) + "`");
+      return header(ln, w, tok[1]);
+    }
+    if (w == "schedule")
+      return error(ln, tok[0].column, "`schedule` lines are not supported yet: this version replays sequentially");
+    Stmt s;
+    s.line = ln;
+    s.column = tok[0].column;
+    size_t i = 0;
+    if (w[0] == '@') {
+      if (!actor(ln, tok[0], &s.actor)) return false;
+      if (++i == tok.size()) return error(ln, eol, "an actor prefix needs an operation after it");
+    }
+    auto op = find_op(tok[i].text);
+    if (!op) return error(ln, tok[i].column, "unknown operation `" + std::string(tok[i].text) + "`" + suggest(tok[i].text));
+    s.op = *op;
+    const OpInfo& info = op_info(*op);
+    if (info.target == 'M' && t_.target != Target::kModule)
+      return error(ln, tok[i].column, "`" + std::string(info.name) +
+                                           "` is a module operation: put `target module` before the first operation");
+    if (info.target == 'K' && t_.target != Target::kKvm)
+      return error(ln, tok[i].column, "`" + std::string(info.name) + "` is a KVM operation; this trace is `target module`");
+    i++;
+    for (char k : info.args) {
+      if (i == tok.size() || tok[i].text == "->") {
+        if (k == 'n') {
+          s.args.push_back(0);
+          continue;
+        }
+        return error(ln, i == tok.size() ? eol : tok[i].column, std::string("missing ") + arg_name(k));
+      }
+      uint64_t v;
+      if (k == 'l') {
+        int l = parse_level(tok[i].text);
+        if (l < 0) return error(ln, tok[i].column, "bad level `" + std::string(tok[i].text) + "`: expected 4K, 2M, 1G or 512G");
+        v = static_cast<uint64_t>(l);
+      } else if (!parse_number(tok[i].text, &v)) {
+        return error(ln, tok[i].column, "bad " + std::string(arg_name(k)) + " `" + std::string(tok[i].text) +
+                                            "`: expected a decimal or 0x hex number");
+      } else if (k == 'v' && v >= static_cast<uint64_t>(t_.vcpus)) {
+        return error(ln, tok[i].column, "vCPU " + std::to_string(v) + " out of range: the trace has " +
+                                            std::to_string(t_.vcpus) + " vCPUs (`vcpus N`)");
+      }
+      s.args.push_back(v);
+      i++;
+    }
+    if (i < tok.size() && tok[i].text != "->")
+      return error(ln, tok[i].column, "unexpected argument `" + std::string(tok[i].text) + "`");
+    if (!s.actor.empty() && s.op == Op::ACCEPT && s.actor != "vcpu" + std::to_string(s.args[0]))
+      return error(ln, s.column, "a guest operation on vCPU " + std::to_string(s.args[0]) + " belongs to @vcpu" +
+                                     std::to_string(s.args[0]));
+    if (i < tok.size()) {
+      if (i + 1 == tok.size()) return error(ln, eol, "`->` needs a result");
+      std::string result;
+      for (size_t j = i + 1; j < tok.size(); j++) result += tok[j].text;
+      if (!expect(ln, tok[i + 1].column, result, &s.expect)) return false;
+    }
+    t_.stmts.push_back(std::move(s));
+    return true;
+  }
+
+  bool header(int ln, std::string_view w, Token v) {
+    uint64_t n;
+    if (w == "target") {
+      if (v.text == "kvm") t_.target = Target::kKvm;
+      else if (v.text == "module") t_.target = Target::kModule;
+      else return error(ln, v.column, "unknown target `" + std::string(v.text) + "`: expected `kvm` or `module`");
+      return true;
+    }
+    if (w == "vcpus") {
+      if (!parse_number(v.text, &n) || n < 1 || n > 8) return error(ln, v.column, "vcpus must be 1..8");
+      t_.vcpus = static_cast<int>(n);
+      return true;
+    }
+    if (w == "memory") {
+      if (!parse_number(v.text, &n) || n == 0 || n % 512 || n > (1u << 20))
+        return error(ln, v.column, "memory must be a multiple of 512 GFNs, at most 1048576");
+      t_.memory = n;
+      return true;
+    }
+    size_t eq = v.text.find('=');
+    if (eq == std::string_view::npos) return error(ln, v.column, "expected `option NAME=VALUE`");
+    std::string_view name = v.text.substr(0, eq), val = v.text.substr(eq + 1);
+    if (val == "on" || val == "true" || val == "yes") n = 1;
+    else if (val == "off" || val == "false" || val == "no") n = 0;
+    else if (!parse_number(val, &n))
+      return error(ln, v.column + static_cast<int>(eq) + 1, "bad option value `" + std::string(val) + "`");
+    tdx::Options probe;
+    if (!probe.set(name, n))
+      return error(ln, v.column, "unknown option `" + std::string(name) + "`; options:\n" + tdx::Options::help());
+    t_.options.emplace_back(std::string(name), n);
+    return true;
+  }
+
+  bool actor(int ln, Token tok, std::string* out) {
+    std::string_view a = tok.text.substr(1);
+    uint64_t n;
+    if (a.substr(0, 4) == "vcpu" && parse_number(a.substr(4), &n)) {
+      if (n >= static_cast<uint64_t>(t_.vcpus))
+        return error(ln, tok.column, "actor @" + std::string(a) + ": the trace has " + std::to_string(t_.vcpus) + " vCPUs");
+    } else if (!(a.substr(0, 4) == "host" && parse_number(a.substr(4), &n) && n <= 3)) {
+      return error(ln, tok.column, "unknown actor `" + std::string(tok.text) + "`: expected @vcpuN or @host0..@host3");
+    }
+    *out = std::string(a);
+    return true;
+  }
+
+  bool expect(int ln, int col, std::string_view r, Expect* e) {
+    uint64_t v;
+    if (r.size() > 2 && r[0] == '0' && (r[1] == 'x' || r[1] == 'X')) {
+      if (!parse_number(r, &v)) return error(ln, col, "bad status value `" + std::string(r) + "`");
+      *e = {Expect::kStatusExact, v, ""};
+      return true;
+    }
+    for (std::string_view p : kPseudoResults)
+      if (r == p) {
+        *e = {Expect::kPseudo, 0, std::string(p)};
+        return true;
+      }
+    size_t bar = r.find('|');
+    auto cls = tdx::parse_status_class(r.substr(0, bar));
+    if (!cls)
+      return error(ln, col, "unknown result `" + std::string(r.substr(0, bar)) +
+                                "`: expected a TDX status name (TDX_ prefix optional), a 0x value, or EPT_VIOLATION, "
+                                "INTERRUPTED, NOT_IN_TD, NOMEM");
+    if (bar == std::string_view::npos) {
+      *e = {Expect::kStatusClass, tdx::raw(*cls), ""};
+      return true;
+    }
+    auto op = tdx::parse_operand(r.substr(bar + 1));
+    if (!op)
+      return error(ln, col + static_cast<int>(bar) + 1, "unknown operand `" + std::string(r.substr(bar + 1)) +
+                                                            "`: expected RCX, RDX, R8, SEPT_TREE, TD_EPOCH, OP_STATE, ... or 0x id");
+    *e = {Expect::kStatusExact, tdx::raw(*cls, *op), ""};
+    return true;
+  }
+
+  ParseError* err_;
+  Trace t_;
+};
+
+}  // namespace
+
+const OpInfo& op_info(Op op) { return kOps[static_cast<size_t>(op)]; }
+
+std::optional<Op> find_op(std::string_view name) {
+  for (size_t i = 0; i < static_cast<size_t>(Op::kCount); i++)
+    if (kOps[i].name == name) return static_cast<Op>(i);
+  return std::nullopt;
+}
+
+std::optional<Trace> parse(std::string_view text, ParseError* err) { return Parser(err).run(text); }
+
+}  // namespace trace

@@ -1,0 +1,92 @@
+// A trace: the header and the statements of a text trace (TRACE_FORMAT.md), parsed.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace trace {
+
+enum class Op : uint8_t {
+#define OP(e, name, target, args, help) e,
+#include "sim/trace/ops.def"
+#undef OP
+  kCount
+};
+
+enum class Target : uint8_t { kKvm, kModule };
+
+struct OpInfo {
+  std::string_view name;
+  char target;  // 'M', 'K', 'B'
+  std::string_view args;
+  std::string_view help;
+};
+const OpInfo& op_info(Op op);
+std::optional<Op> find_op(std::string_view name);
+
+// What a `-> RESULT` expects.
+struct Expect {
+  enum Kind : uint8_t {
+    kNone,
+    kStatusClass,  // a status name without operand: bits 63:32 must match
+    kStatusExact,  // name|OPERAND or a raw hex value: all 64 bits must match
+    kPseudo,       // a result that is not a TDX status (EPT_VIOLATION, ...)
+  } kind = kNone;
+  uint64_t value = 0;
+  std::string pseudo;
+  bool operator==(const Expect&) const = default;
+};
+
+// Results that are not TDX statuses, in module traces.
+inline constexpr std::string_view kPseudoResults[] = {
+    "EPT_VIOLATION",  // the call ended in an EPT-violation TD exit
+    "INTERRUPTED",    // a 2M ACCEPT stopped for an interrupt and will re-execute
+    "NOT_IN_TD",      // a guest operation on a vCPU that is not in guest mode
+    "NOMEM",          // the harness had no host page to supply
+};
+
+struct Stmt {
+  Op op = Op::kCount;
+  std::vector<uint64_t> args;
+  std::string actor;  // "" when the line has no @actor prefix
+  Expect expect;
+  int line = 0;      // source position, for reports (not compared)
+  int column = 0;
+  bool operator==(const Stmt& o) const {
+    return op == o.op && args == o.args && actor == o.actor && expect == o.expect;
+  }
+};
+
+struct Trace {
+  Target target = Target::kKvm;
+  int vcpus = 2;
+  uint64_t memory = 4096;
+  std::vector<std::pair<std::string, uint64_t>> options;
+  std::vector<Stmt> stmts;
+  bool operator==(const Trace& o) const {
+    return target == o.target && vcpus == o.vcpus && memory == o.memory && options == o.options &&
+           stmts == o.stmts;
+  }
+};
+
+struct ParseError {
+  int line = 0, column = 0;
+  std::string message;
+};
+
+// Parses a whole trace. On error returns nullopt and fills `err` (first error only).
+std::optional<Trace> parse(std::string_view text, ParseError* err);
+
+// Canonical text of a trace; parse(print(t)) == t.
+std::string print(const Trace& t);
+std::string print_stmt(const Stmt& s);
+std::string print_expect(const Expect& e);
+
+// The help text for the vocabulary (used by `tdxfuzz --help` and the docs).
+std::string ops_help();
+
+}  // namespace trace
