@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Command-line contract of `tdxfuzz`: exit codes and the shape of its reports.
+# Usage: tool_test.sh TDXFUZZ_BINARY SOURCE_DIR
+set -u
+bin=$1
+src=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+check() {  # check NAME EXPECTED_RC GREP_PATTERN -- command...
+  local name=$1 want=$2 pattern=$3
+  shift 4
+  "$@" >"$tmp/out" 2>&1
+  local rc=$?
+  if [ "$rc" -ne "$want" ]; then
+    echo "FAIL $name: exit $rc, want $want"; cat "$tmp/out"; fails=$((fails + 1)); return
+  fi
+  if [ -n "$pattern" ] && ! grep -qE -- "$pattern" "$tmp/out"; then
+    echo "FAIL $name: output lacks /$pattern/"; cat "$tmp/out"; fails=$((fails + 1)); return
+  fi
+  echo "ok   $name"
+}
+
+check help 0 'replay \[-v\] FILE' -- "$bin" --help
+check no-args 2 'usage' -- "$bin"
+check unknown-command 2 'unknown command' -- "$bin" frobnicate
+check corpus 0 ' passed, 0 failed' -- "$bin" replay "$src"/corpus/module/*.tdx
+check missing-file 2 'cannot read' -- "$bin" replay "$tmp/nope.tdx"
+
+cat >"$tmp/wrong.tdx" <<'T'
+target module
+tdh.mem.sept.add 0x0 512G -> SUCCESS
+tdh.mem.page.aug 0x200000 2M -> SUCCESS
+T
+check wrong-expectation 1 'wrong.tdx:3: expectation failed' -- "$bin" replay "$tmp/wrong.tdx"
+check wrong-expectation-actual 1 'actual: +TDX_EPT_WALK_FAILED\|RCX' -- "$bin" replay "$tmp/wrong.tdx"
+check wrong-expectation-expected 1 'expected: TDX_SUCCESS' -- "$bin" replay "$tmp/wrong.tdx"
+
+cat >"$tmp/bad.tdx" <<'T'
+target module
+tdh.mem.sept.add 0x0 512G
+tdh.mem.page.aug 0x200000 3M
+T
+check malformed-level 2 'bad.tdx:3:27: bad level' -- "$bin" replay "$tmp/bad.tdx"
+printf 'target module\ntdh.mem.pag.aug 0x0 4K\n' >"$tmp/typo.tdx"
+check malformed-op 2 "typo.tdx:2:1: unknown operation .*did you mean .tdh.mem.page.aug" -- "$bin" replay "$tmp/typo.tdx"
+printf 'target module\ntdh.mem.track\nvcpus 3\n' >"$tmp/late.tdx"
+check header-after-op 2 'late.tdx:3:1: .vcpus. is a header line' -- "$bin" replay "$tmp/late.tdx"
+printf 'target module\ntdh.mem.track -> TDX_BOGUS\n' >"$tmp/res.tdx"
+check bad-result 2 'res.tdx:2:18: unknown result' -- "$bin" replay "$tmp/res.tdx"
+# A malformed file among good ones: nothing runs.
+check malformed-runs-nothing 2 '' -- "$bin" replay "$src"/corpus/module/aug_accept_demote.tdx "$tmp/bad.tdx"
+if grep -q PASS "$tmp/out"; then echo "FAIL malformed-runs-nothing: something ran"; fails=$((fails + 1)); fi
+check verbose 0 'TDH.MEM.PAGE.DEMOTE rcx=0x200001 .* -> TDX_SUCCESS' -- "$bin" replay -v "$src"/corpus/module/aug_accept_demote.tdx
+
+echo "$fails failed"
+[ "$fails" -eq 0 ]
