@@ -84,8 +84,10 @@ AcceptResult Module::tdg_mem_page_accept(uint64_t tdvpr, uint64_t rcx) {
       return r;
     }
   }
-  // Step 8.
-  sept_write_locked(*w.slot, e.with_accept_counter(0).with_state(SeptState::MAPPED));
+  // Step 8. Only a 2M leaf has an ACCEPT_COUNTER; in a 4K leaf bits 20:12 are HPA bits, which
+  // clearing them would corrupt (§1.1).
+  const SeptEntry done = level == kLevel4K ? e : e.with_accept_counter(0);
+  sept_write_locked(*w.slot, done.with_state(SeptState::MAPPED));
   sept_lock_release(*w.slot);
   return status(raw(Status::SUCCESS));
 }

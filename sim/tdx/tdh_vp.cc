@@ -59,6 +59,9 @@ Regs Module::tdh_vp_enter(const Regs& in) {
     // Our choice: entering a vCPU that is already in guest mode (or not initialised) fails
     // the vCPU state check.
     if (!v->initialized || v->in_td) return drop(), c.fail(raw(Status::VCPU_STATE_INCORRECT));
+    // Step 2: the vCPU is associated with this LP before the epoch and zero-step steps, and
+    // stays associated if they fail (§2.14 step 2), so it still needs TDH.VP.FLUSH.
+    v->associated = true;
     // adjust_tlb_tracking_state (step 3).
     if (!td->epoch_lock.try_shared()) return drop(), c.fail(raw(Status::OPERAND_BUSY, Operand::TD_EPOCH));
     c.yield("epoch-locked");
@@ -66,6 +69,13 @@ Regs Module::tdh_vp_enter(const Regs& in) {
     td->refcount[e & 1].fetch_add(1, std::memory_order_acq_rel);
     td->epoch_lock.release_shared();
     auto undo_refcount = [&] { td->refcount[e & 1].fetch_sub(1, std::memory_order_acq_rel); };
+    // Still step 3: a new epoch is adopted (and this vCPU's TD translations flushed) before the
+    // zero-step filter, so it stays adopted when the filter fails (§2.14 steps 3-4, §8.11).
+    if (v->epoch != e) {
+      v->epoch = e;
+      v->tlb_flushes++;
+      hooks_->on_tlb_flush(*td, static_cast<int>(v - td->vcpus.data()));
+    }
     // Step 4: the zero-step filter.
     if (!v->epf_gpas.empty()) {
       if (!td->sept_lock.try_exclusive())
@@ -84,13 +94,7 @@ Regs Module::tdh_vp_enter(const Regs& in) {
       v->fault_streak = 0;
       td->sept_lock.release_exclusive();
     }
-    if (v->epoch != e) {  // a new epoch: flush this vCPU's TD translations (§8.11)
-      v->epoch = e;
-      v->tlb_flushes++;
-      hooks_->on_tlb_flush(*td, static_cast<int>(v - td->vcpus.data()));
-    }
     v->in_td = true;
-    v->associated = true;
     c.out.rax = raw(Status::SUCCESS);
     return true;
   }();
