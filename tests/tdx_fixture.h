@@ -13,7 +13,7 @@
 namespace tdx::testing {
 
 inline constexpr uint64_t kHostBasePfn = 0x100000;  // HPA 4 GiB, 1G-aligned
-inline constexpr uint64_t kHostPages = 16384;        // 64 MiB
+inline constexpr uint64_t kHostPages = 16384;       // 64 MiB
 
 // Hooks a test can steer: pending interrupts and a callback at a named yield point.
 class TestHooks : public Hooks {
@@ -66,20 +66,35 @@ class TdxTest : public ::testing::Test {
     return m.seamcall(in);
   }
   // Convenience forms with this TD's TDR and harness-supplied pages; return RAX.
-  uint64_t sept_add(uint64_t gpa, int level) { return call(Leaf::MEM_SEPT_ADD, gl(gpa, level), tdr, page4k()).rax; }
-  uint64_t aug(uint64_t gpa, int level) {
-    return call(Leaf::MEM_PAGE_AUG, gl(gpa, level), tdr, level == kLevel2M ? page2m() : page4k()).rax;
+  uint64_t sept_add(uint64_t gpa, int level) {
+    return call(Leaf::MEM_SEPT_ADD, gl(gpa, level), tdr, page4k()).rax;
   }
-  uint64_t block(uint64_t gpa, int level) { return call(Leaf::MEM_RANGE_BLOCK, gl(gpa, level), tdr).rax; }
-  uint64_t unblock(uint64_t gpa, int level) { return call(Leaf::MEM_RANGE_UNBLOCK, gl(gpa, level), tdr).rax; }
+  uint64_t aug(uint64_t gpa, int level) {
+    return call(Leaf::MEM_PAGE_AUG, gl(gpa, level), tdr, level == kLevel2M ? page2m() : page4k())
+        .rax;
+  }
+  uint64_t block(uint64_t gpa, int level) {
+    return call(Leaf::MEM_RANGE_BLOCK, gl(gpa, level), tdr).rax;
+  }
+  uint64_t unblock(uint64_t gpa, int level) {
+    return call(Leaf::MEM_RANGE_UNBLOCK, gl(gpa, level), tdr).rax;
+  }
   uint64_t track() { return call(Leaf::MEM_TRACK, tdr).rax; }
-  uint64_t remove(uint64_t gpa, int level) { return call(Leaf::MEM_PAGE_REMOVE, gl(gpa, level), tdr).rax; }
-  uint64_t demote(uint64_t gpa, int level) { return call(Leaf::MEM_PAGE_DEMOTE, gl(gpa, level), tdr, page4k()).rax; }
-  uint64_t promote(uint64_t gpa, int level) { return call(Leaf::MEM_PAGE_PROMOTE, gl(gpa, level), tdr).rax; }
+  uint64_t remove(uint64_t gpa, int level) {
+    return call(Leaf::MEM_PAGE_REMOVE, gl(gpa, level), tdr).rax;
+  }
+  uint64_t demote(uint64_t gpa, int level) {
+    return call(Leaf::MEM_PAGE_DEMOTE, gl(gpa, level), tdr, page4k()).rax;
+  }
+  uint64_t promote(uint64_t gpa, int level) {
+    return call(Leaf::MEM_PAGE_PROMOTE, gl(gpa, level), tdr).rax;
+  }
   uint64_t finalize() { return call(Leaf::MR_FINALIZE, tdr).rax; }
   uint64_t enter(int v) { return call(Leaf::VP_ENTER, tdvpr(v)).rax; }
   bool exit(int v) { return m.td_exit(tdvpr(v)); }
-  AcceptResult accept(int v, uint64_t gpa, int level) { return m.tdg_mem_page_accept(tdvpr(v), gl(gpa, level)); }
+  AcceptResult accept(int v, uint64_t gpa, int level) {
+    return m.tdg_mem_page_accept(tdvpr(v), gl(gpa, level));
+  }
 
   // Builds the page tables down to `level` + 1 for gpa (PDPT and PD pages as needed).
   void map_tables(uint64_t gpa, int leaf_level) {
@@ -100,7 +115,9 @@ class TdxTest : public ::testing::Test {
   uint64_t tdr;
 };
 
-#define EXPECT_STATUS(expected, actual) EXPECT_EQ(::tdx::status_name(expected), ::tdx::status_name(actual))
-#define ASSERT_STATUS(expected, actual) ASSERT_EQ(::tdx::status_name(expected), ::tdx::status_name(actual))
+#define EXPECT_STATUS(expected, actual) \
+  EXPECT_EQ(::tdx::status_name(expected), ::tdx::status_name(actual))
+#define ASSERT_STATUS(expected, actual) \
+  ASSERT_EQ(::tdx::status_name(expected), ::tdx::status_name(actual))
 
 }  // namespace tdx::testing

@@ -48,7 +48,7 @@ TEST(TraceParse, HeaderAndStatements) {
   EXPECT_EQ(t.memory, 1024u);
   ASSERT_EQ(t.options.size(), 1u);
   EXPECT_EQ(t.options[0].first, "enhanced_demote_interruptibility");
-  EXPECT_EQ(t.options[0].second, 0u);
+  EXPECT_EQ(t.options[0].second, "off");
   ASSERT_EQ(t.stmts.size(), 9u);
   EXPECT_EQ(t.stmts[0].op, Op::SEPT_ADD);
   EXPECT_EQ(t.stmts[0].args, (std::vector<uint64_t>{0, 3}));

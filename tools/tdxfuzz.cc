@@ -44,11 +44,13 @@ int replay(int argc, char** argv) {
   bool verbose = false;
   std::vector<std::string> files;
   for (int i = 0; i < argc; i++) {
-    if (!std::strcmp(argv[i], "-v") || !std::strcmp(argv[i], "--verbose")) verbose = true;
+    if (!std::strcmp(argv[i], "-v") || !std::strcmp(argv[i], "--verbose"))
+      verbose = true;
     else if (argv[i][0] == '-' && argv[i][1]) {
       std::fprintf(stderr, "tdxfuzz replay: unknown option %s\n%s", argv[i], kUsage);
       return 2;
-    } else files.push_back(argv[i]);
+    } else
+      files.push_back(argv[i]);
   }
   if (files.empty()) {
     std::fprintf(stderr, "tdxfuzz replay: no trace files given\n");
@@ -72,8 +74,9 @@ int replay(int argc, char** argv) {
       continue;
     }
     if (t->target == trace::Target::kKvm) {
-      std::fprintf(stderr, "%s:1:1: KVM traces are not supported by this version yet; use `target module`\n",
-                   f.c_str());
+      std::fprintf(
+          stderr, "%s:1:1: KVM traces are not supported by this version yet; use `target module`\n",
+          f.c_str());
       bad = true;
       continue;
     }

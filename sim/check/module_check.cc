@@ -63,9 +63,12 @@ class TdChecker {
         const uint64_t child = e.hpa_bits();
         tdx::PamtEntry& p = m_.pamt_4k(child >> 12);
         if (p.type != PageType::EPT || p.owner != td_.tdr)
-          fail("pamt-vs-sept", where + ": child table " + hex(child) + " has PAMT " + tdx::page_type_name(p.type));
-        if (!seen_[child >> 12]++) walk_table(child, level - 1, gpa);
-        else fail("pamt-vs-sept", where + ": table " + hex(child) + " linked twice");
+          fail("pamt-vs-sept",
+               where + ": child table " + hex(child) + " has PAMT " + tdx::page_type_name(p.type));
+        if (!seen_[child >> 12]++)
+          walk_table(child, level - 1, gpa);
+        else
+          fail("pamt-vs-sept", where + ": table " + hex(child) + " linked twice");
         continue;
       }
       if (!tdx::is_leaf(s) || level > tdx::kLevel1G) {
@@ -74,15 +77,17 @@ class TdChecker {
       }
       if (level == tdx::kLevel4K || s != SeptState::PENDING) {
         if (e.accept_counter() && level == tdx::kLevel2M)
-          fail("accept-counter", where + ": ACCEPT_COUNTER set on a " + tdx::state_name(s) + " leaf");
+          fail("accept-counter",
+               where + ": ACCEPT_COUNTER set on a " + tdx::state_name(s) + " leaf");
       }
       const uint64_t hpa = e.hpa(level), pfn = hpa >> 12;
-      if (level == tdx::kLevel4K && (e.hpa_bits() & 0xfff)) fail("leaf-hpa", where + ": misaligned HPA");
+      if (level == tdx::kLevel4K && (e.hpa_bits() & 0xfff))
+        fail("leaf-hpa", where + ": misaligned HPA");
       int plevel;
       tdx::PamtEntry& p = m_.pamt_leaf(pfn, &plevel);
       if (p.type != PageType::REG || p.owner != td_.tdr || plevel != level)
-        fail("pamt-vs-sept", where + ": page " + hex(hpa) + " has PAMT " + tdx::page_type_name(p.type) + " at " +
-                                 tdx::level_name(plevel));
+        fail("pamt-vs-sept", where + ": page " + hex(hpa) + " has PAMT " +
+                                 tdx::page_type_name(p.type) + " at " + tdx::level_name(plevel));
       if (seen_[pfn]++) fail("pamt-vs-sept", where + ": page " + hex(hpa) + " mapped twice");
     }
   }
@@ -113,7 +118,8 @@ class TdChecker {
         expected += static_cast<int64_t>(tdx::level_pages(level));
     }
     if (expected != td_.chldcnt.load())
-      fail("chldcnt", "CHLDCNT " + std::to_string(td_.chldcnt.load()) + ", pages owned " + std::to_string(expected));
+      fail("chldcnt", "CHLDCNT " + std::to_string(td_.chldcnt.load()) + ", pages owned " +
+                          std::to_string(expected));
   }
 
   // REFCOUNT[p] is the number of vCPUs in guest mode that entered in an epoch of parity p;
@@ -122,16 +128,18 @@ class TdChecker {
     const uint64_t e = td_.td_epoch.load();
     uint32_t count[2] = {0, 0};
     for (auto& v : td_.vcpus) {
-      if (v.epoch > e) fail("epoch", "VCPU_EPOCH " + std::to_string(v.epoch) + " > TD_EPOCH " + std::to_string(e));
+      if (v.epoch > e)
+        fail("epoch", "VCPU_EPOCH " + std::to_string(v.epoch) + " > TD_EPOCH " + std::to_string(e));
       if (!v.in_td) continue;
       count[v.epoch & 1]++;
       if (v.epoch + 1 < e)
-        fail("epoch", "a vCPU in guest mode entered in epoch " + std::to_string(v.epoch) + ", TD_EPOCH is " +
-                          std::to_string(e));
+        fail("epoch", "a vCPU in guest mode entered in epoch " + std::to_string(v.epoch) +
+                          ", TD_EPOCH is " + std::to_string(e));
     }
     for (int p = 0; p < 2; p++)
       if (count[p] != td_.refcount[p].load())
-        fail("epoch", "REFCOUNT[" + std::to_string(p) + "] = " + std::to_string(td_.refcount[p].load()) + ", " +
+        fail("epoch", "REFCOUNT[" + std::to_string(p) +
+                          "] = " + std::to_string(td_.refcount[p].load()) + ", " +
                           std::to_string(count[p]) + " vCPUs in guest mode");
   }
 
@@ -169,15 +177,17 @@ void check_module(Module& m, bool quiescent, size_t* ledger_seen, Violations* ou
     int level;
     tdx::PamtEntry& p = m.pamt_leaf(pfn, &level);
     if (p.type != PageType::NDA && h.use(pfn) != host::Use::kModule)
-      out->push_back({"module", "pamt-vs-host", "frame " + hex(pfn << 12) + " is PAMT " +
-                                                    tdx::page_type_name(p.type) + " but host ledger says " +
-                                                    host::use_name(h.use(pfn))});
+      out->push_back({"module", "pamt-vs-host",
+                      "frame " + hex(pfn << 12) + " is PAMT " + tdx::page_type_name(p.type) +
+                          " but host ledger says " + host::use_name(h.use(pfn))});
     if (quiescent && p.type == PageType::NDA && h.use(pfn) == host::Use::kModule)
-      out->push_back({"module", "pamt-vs-host", "frame " + hex(pfn << 12) +
-                                                    " handed to the module but not in its PAMT (lost)"});
+      out->push_back(
+          {"module", "pamt-vs-host",
+           "frame " + hex(pfn << 12) + " handed to the module but not in its PAMT (lost)"});
   }
   const auto& lv = h.violations();
-  for (size_t i = *ledger_seen; i < lv.size(); i++) out->push_back({"module", "host-ledger", lv[i]});
+  for (size_t i = *ledger_seen; i < lv.size(); i++)
+    out->push_back({"module", "host-ledger", lv[i]});
   *ledger_seen = lv.size();
 }
 

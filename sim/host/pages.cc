@@ -6,10 +6,14 @@ namespace host {
 
 const char* use_name(Use u) {
   switch (u) {
-    case Use::kFree: return "free";
-    case Use::kHost: return "host";
-    case Use::kModule: return "module";
-    case Use::kReturned: return "returned";
+    case Use::kFree:
+      return "free";
+    case Use::kHost:
+      return "host";
+    case Use::kModule:
+      return "module";
+    case Use::kReturned:
+      return "returned";
   }
   return "?";
 }

@@ -13,10 +13,10 @@
 namespace host {
 
 enum class Use : uint8_t {
-  kFree,     // in the allocator
-  kHost,     // held by host code (a PAGE.ADD source page, a page on its way to the module)
-  kModule,   // handed to the TDX module: guest page, S-EPT page, TDR/TDCS/TDVPR page
-  kReturned, // given back by the module (REMOVE, SEPT.REMOVE, PROMOTE), not yet freed
+  kFree,      // in the allocator
+  kHost,      // held by host code (a PAGE.ADD source page, a page on its way to the module)
+  kModule,    // handed to the TDX module: guest page, S-EPT page, TDR/TDCS/TDVPR page
+  kReturned,  // given back by the module (REMOVE, SEPT.REMOVE, PROMOTE), not yet freed
 };
 const char* use_name(Use u);
 

@@ -6,13 +6,17 @@
 
 namespace tdx {
 
-inline constexpr uint8_t op_bit(OpState s) { return static_cast<uint8_t>(1u << static_cast<int>(s)); }
+inline constexpr uint8_t op_bit(OpState s) {
+  return static_cast<uint8_t>(1u << static_cast<int>(s));
+}
 inline constexpr uint8_t kAnyButUninit = op_bit(OpState::INITIALIZED) | op_bit(OpState::RUNNABLE);
 inline constexpr uint8_t kOnlyInitialized = op_bit(OpState::INITIALIZED);
 inline constexpr uint8_t kOnlyRunnable = op_bit(OpState::RUNNABLE);
 // UNBLOCK/DEMOTE/PROMOTE/REMOVE/SEPT.REMOVE enforce blocking and TLB tracking only in RUNNABLE
 // (and LIVE_*, not modelled) — §7.
-inline bool op_state_requires_tracking(OpState s) { return s == OpState::RUNNABLE; }
+inline bool op_state_requires_tracking(OpState s) {
+  return s == OpState::RUNNABLE;
+}
 
 // A host SEAMCALL in progress: inputs, outputs, and the locks it holds, released in reverse
 // order when the call returns (as the module does at its exit path).
@@ -40,7 +44,9 @@ class Module::Call {
     out.rdx = level_state(e, level);
     return false;
   }
-  void hold(SharexLock& l, LockMode mode) { push({mode == LockMode::kShared ? kShared : kExcl, &l}); }
+  void hold(SharexLock& l, LockMode mode) {
+    push({mode == LockMode::kShared ? kShared : kExcl, &l});
+  }
   void hold_entry(std::atomic<uint64_t>* slot) { push({kEntry, slot}); }
   void yield(const char* where) { m_.hooks_->yield(where); }
   bool interrupt_pending(const char* where) { return m_.hooks_->interrupt_pending(where); }
@@ -97,6 +103,8 @@ inline SeptEntry sept_read(const std::atomic<uint64_t>& slot) {
   return {slot.load(std::memory_order_acquire)};
 }
 
-inline uint64_t gpa_of(uint64_t page_info) { return page_info & 0x000ffffffffff000ull; }
+inline uint64_t gpa_of(uint64_t page_info) {
+  return page_info & 0x000ffffffffff000ull;
+}
 
 }  // namespace tdx

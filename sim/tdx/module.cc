@@ -9,9 +9,15 @@ void Module::Call::release_all() {
   while (n_ > 0) {
     Held h = held_[--n_];
     switch (h.kind) {
-      case kShared: static_cast<SharexLock*>(h.p)->release_shared(); break;
-      case kExcl: static_cast<SharexLock*>(h.p)->release_exclusive(); break;
-      case kEntry: sept_lock_release(*static_cast<std::atomic<uint64_t>*>(h.p)); break;
+      case kShared:
+        static_cast<SharexLock*>(h.p)->release_shared();
+        break;
+      case kExcl:
+        static_cast<SharexLock*>(h.p)->release_exclusive();
+        break;
+      case kEntry:
+        sept_lock_release(*static_cast<std::atomic<uint64_t>*>(h.p));
+        break;
     }
   }
 }
@@ -93,7 +99,9 @@ SeptPage* Module::new_sept_page(uint64_t hpa) {
   return p.get();
 }
 
-void Module::free_sept_page(uint64_t hpa) { sept_pages_[(hpa >> host::kPageShift) - base_].reset(); }
+void Module::free_sept_page(uint64_t hpa) {
+  sept_pages_[(hpa >> host::kPageShift) - base_].reset();
+}
 
 Td* Module::td_of(uint64_t tdr) {
   for (auto& t : tds_)
@@ -141,15 +149,20 @@ uint64_t Module::pamt_bepoch_of(const Td& td, SeptEntry e, int level) {
 
 void Module::set_pamt_bepoch(SeptEntry e, int level, uint64_t epoch) {
   const uint64_t pfn = e.hpa(level) >> host::kPageShift;
-  if (is_non_leaf(e.state())) pamt_4k(e.hpa_bits() >> host::kPageShift).bepoch = epoch;
-  else if (level == kLevel2M) pamt_2m(pfn).bepoch = epoch;
-  else if (level == kLevel1G) pamt_1g(pfn).bepoch = epoch;
-  else pamt_4k(pfn).bepoch = epoch;
+  if (is_non_leaf(e.state()))
+    pamt_4k(e.hpa_bits() >> host::kPageShift).bepoch = epoch;
+  else if (level == kLevel2M)
+    pamt_2m(pfn).bepoch = epoch;
+  else if (level == kLevel1G)
+    pamt_1g(pfn).bepoch = epoch;
+  else
+    pamt_4k(pfn).bepoch = epoch;
 }
 
 // check_lock_and_map_explicit_tdr (§2.0 step 2).
 bool Module::check_tdr(Call& c, uint64_t pa, Operand op, LockMode mode, Td** td) {
-  if ((pa & 0xfff) || (pa & kHkidMask) || (pa >> kMaxPaBits)) return c.fail(raw(Status::OPERAND_INVALID, op));
+  if ((pa & 0xfff) || (pa & kHkidMask) || (pa >> kMaxPaBits))
+    return c.fail(raw(Status::OPERAND_INVALID, op));
   if (!in_tdmr(pa, host::kPageSize)) return c.fail(raw(Status::OPERAND_ADDR_RANGE_ERROR, op));
   int lvl;
   PamtEntry& p = pamt_leaf(pa >> host::kPageShift, &lvl);
@@ -159,7 +172,9 @@ bool Module::check_tdr(Call& c, uint64_t pa, Operand op, LockMode mode, Td** td)
   c.yield("tdr-locked");
   if (p.type != PageType::TDR || lvl != 0) return c.fail(raw(Status::PAGE_METADATA_INCORRECT, op));
   *td = td_of(pa);
-  return *td != nullptr;
+  // A TDR-typed page always has its TD; fail loudly rather than look like success if not.
+  if (!*td) return c.fail(raw(Status::PAGE_METADATA_INCORRECT, op));
+  return true;
 }
 
 // A page the host hands to the module (R8): SEPT.ADD and DEMOTE's new S-EPT page, AUG and
@@ -171,7 +186,9 @@ bool Module::check_new_page(Call& c, uint64_t pa, int level, Operand op, PamtEnt
   if (!in_tdmr(pa, size)) return c.fail(raw(Status::OPERAND_ADDR_RANGE_ERROR, op));
   const uint64_t pfn = pa >> host::kPageShift;
   int lvl = 0;
-  PamtEntry* p = level == kLevel4K ? &pamt_leaf(pfn, &lvl) : level == kLevel2M ? &pamt_2m(pfn) : &pamt_1g(pfn);
+  PamtEntry* p = level == kLevel4K   ? &pamt_leaf(pfn, &lvl)
+                 : level == kLevel2M ? &pamt_2m(pfn)
+                                     : &pamt_1g(pfn);
   if (!p->lock.try_exclusive()) return c.fail(raw(Status::OPERAND_BUSY, op));
   c.hold(p->lock, LockMode::kExclusive);
   c.yield("page-pamt-locked");
@@ -195,11 +212,13 @@ bool Module::prologue(Call& c, const Prologue& p, Target* t) {
   if (!check_tdr(c, p.tdr_pa, p.tdr_op, p.tdr_mode, &td)) return false;
   // Step 3: check_td_in_correct_build_state.
   if (td->fatal) return c.fail(raw(Status::TD_FATAL));
-  if (td->lifecycle != Lifecycle::KEYS_CONFIGURED) return c.fail(raw(Status::TD_KEYS_NOT_CONFIGURED));
+  if (td->lifecycle != Lifecycle::KEYS_CONFIGURED)
+    return c.fail(raw(Status::TD_KEYS_NOT_CONFIGURED));
   if (!td->tdcs_allocated) return c.fail(raw(Status::TDCS_NOT_ALLOCATED));
   // Step 4: OP_STATE lock, shared.
   if (p.op_state_lock) {
-    if (!td->op_state_lock.try_shared()) return c.fail(raw(Status::OPERAND_BUSY, Operand::OP_STATE));
+    if (!td->op_state_lock.try_shared())
+      return c.fail(raw(Status::OPERAND_BUSY, Operand::OP_STATE));
     c.hold(td->op_state_lock, LockMode::kShared);
     c.yield("op-state-locked");
   }
@@ -215,12 +234,14 @@ bool Module::prologue(Call& c, const Prologue& p, Target* t) {
       (gpa & (level_size(level) - 1)))
     return c.fail(raw(Status::OPERAND_INVALID, Operand::RCX));
   // Step 7: a private GPA inside the GPA width.
-  if ((gpa & kSharedBit) || (gpa >> kGpaw)) return c.fail(raw(Status::OPERAND_INVALID, Operand::RCX));
+  if ((gpa & kSharedBit) || (gpa >> kGpaw))
+    return c.fail(raw(Status::OPERAND_INVALID, Operand::RCX));
   t->gpa = gpa;
   t->level = level;
   // Step 8: S-EPT tree lock in the leaf's mode.
   if (p.tree) {
-    bool ok = p.tree_mode == LockMode::kShared ? td->sept_lock.try_shared() : td->sept_lock.try_exclusive();
+    bool ok = p.tree_mode == LockMode::kShared ? td->sept_lock.try_shared()
+                                               : td->sept_lock.try_exclusive();
     if (!ok) return c.fail(raw(Status::OPERAND_BUSY, Operand::SEPT_TREE));
     c.hold(td->sept_lock, p.tree_mode);
     c.yield("sept-tree-locked");
@@ -228,7 +249,8 @@ bool Module::prologue(Call& c, const Prologue& p, Target* t) {
   // Step 9: walk to the requested level.
   WalkResult w = walk(*td, gpa, level);
   if (!w.reached)
-    return c.fail_entry(raw(Status::EPT_WALK_FAILED, Operand::RCX), sept_read(*w.slot).without_locks(), w.level);
+    return c.fail_entry(raw(Status::EPT_WALK_FAILED, Operand::RCX),
+                        sept_read(*w.slot).without_locks(), w.level);
   t->slot = w.slot;
   // Step 10: host-side entry lock.
   if (p.entry_lock) {
@@ -254,24 +276,42 @@ Regs Module::seamcall(const Regs& in) {
     return out;
   }
   switch (leaf) {
-    case Leaf::MEM_SEPT_ADD: return tdh_mem_sept_add(in);
-    case Leaf::MEM_SEPT_REMOVE: return tdh_mem_sept_remove(in);
-    case Leaf::MEM_PAGE_ADD: return tdh_mem_page_add(in);
-    case Leaf::MEM_PAGE_AUG: return tdh_mem_page_aug(in);
-    case Leaf::MEM_RANGE_BLOCK: return tdh_mem_range_block(in);
-    case Leaf::MEM_RANGE_UNBLOCK: return tdh_mem_range_unblock(in);
-    case Leaf::MEM_TRACK: return tdh_mem_track(in);
-    case Leaf::MEM_PAGE_REMOVE: return tdh_mem_page_remove(in);
-    case Leaf::MEM_PAGE_DEMOTE: return tdh_mem_page_demote(in);
-    case Leaf::MEM_PAGE_PROMOTE: return tdh_mem_page_promote(in);
-    case Leaf::MR_FINALIZE: return tdh_mr_finalize(in);
-    case Leaf::VP_ENTER: return tdh_vp_enter(in);
-    case Leaf::VP_FLUSH: return tdh_vp_flush(in);
-    case Leaf::MNG_VPFLUSHDONE: return tdh_mng_vpflushdone(in);
-    case Leaf::PHYMEM_CACHE_WB: return tdh_phymem_cache_wb(in);
-    case Leaf::MNG_KEY_FREEID: return tdh_mng_key_freeid(in);
-    case Leaf::PHYMEM_PAGE_WBINVD: return tdh_phymem_page_wbinvd(in);
-    case Leaf::PHYMEM_PAGE_RECLAIM: return tdh_phymem_page_reclaim(in);
+    case Leaf::MEM_SEPT_ADD:
+      return tdh_mem_sept_add(in);
+    case Leaf::MEM_SEPT_REMOVE:
+      return tdh_mem_sept_remove(in);
+    case Leaf::MEM_PAGE_ADD:
+      return tdh_mem_page_add(in);
+    case Leaf::MEM_PAGE_AUG:
+      return tdh_mem_page_aug(in);
+    case Leaf::MEM_RANGE_BLOCK:
+      return tdh_mem_range_block(in);
+    case Leaf::MEM_RANGE_UNBLOCK:
+      return tdh_mem_range_unblock(in);
+    case Leaf::MEM_TRACK:
+      return tdh_mem_track(in);
+    case Leaf::MEM_PAGE_REMOVE:
+      return tdh_mem_page_remove(in);
+    case Leaf::MEM_PAGE_DEMOTE:
+      return tdh_mem_page_demote(in);
+    case Leaf::MEM_PAGE_PROMOTE:
+      return tdh_mem_page_promote(in);
+    case Leaf::MR_FINALIZE:
+      return tdh_mr_finalize(in);
+    case Leaf::VP_ENTER:
+      return tdh_vp_enter(in);
+    case Leaf::VP_FLUSH:
+      return tdh_vp_flush(in);
+    case Leaf::MNG_VPFLUSHDONE:
+      return tdh_mng_vpflushdone(in);
+    case Leaf::PHYMEM_CACHE_WB:
+      return tdh_phymem_cache_wb(in);
+    case Leaf::MNG_KEY_FREEID:
+      return tdh_mng_key_freeid(in);
+    case Leaf::PHYMEM_PAGE_WBINVD:
+      return tdh_phymem_page_wbinvd(in);
+    case Leaf::PHYMEM_PAGE_RECLAIM:
+      return tdh_phymem_page_reclaim(in);
   }
   return {};
 }

@@ -99,10 +99,10 @@ struct Td {
 // Result of TDG.MEM.PAGE.ACCEPT as the guest (or the host) observes it.
 struct AcceptResult {
   enum Kind : uint8_t {
-    kStatus,       // returned to the guest; `status` is RAX
-    kEptViolation, // TD exit to the host; the vCPU is no longer in the TD
-    kResumed,      // interrupted 2M ACCEPT: progress saved, TDCALL re-executes (§2.15 step 7)
-    kNotInTd,      // the vCPU is not in guest mode: the guest cannot run anything
+    kStatus,        // returned to the guest; `status` is RAX
+    kEptViolation,  // TD exit to the host; the vCPU is no longer in the TD
+    kResumed,       // interrupted 2M ACCEPT: progress saved, TDCALL re-executes (§2.15 step 7)
+    kNotInTd,       // the vCPU is not in guest mode: the guest cannot run anything
   } kind = kStatus;
   uint64_t status = 0;
   EptExit exit;
@@ -114,10 +114,15 @@ class Hooks {
   // A place where another actor could run; `where` names it for logs and probes.
   virtual void yield(const char* where) { (void)where; }
   // Called when a SEAMCALL, the guest's TDCALL or a TD exit returns; `name` is the ABI name.
-  virtual void on_call(const char* name, const Regs& in, const Regs& out) { (void)name, (void)in, (void)out; }
+  virtual void on_call(const char* name, const Regs& in, const Regs& out) {
+    (void)name, (void)in, (void)out;
+  }
   // The module checks for a pending host interrupt here (DEMOTE/PROMOTE, between the chunks
   // of a 2M ACCEPT); returning true consumes it.
-  virtual bool interrupt_pending(const char* where) { (void)where; return false; }
+  virtual bool interrupt_pending(const char* where) {
+    (void)where;
+    return false;
+  }
   // VP.ENTER flushed this vCPU's TD translations (new epoch).
   virtual void on_tlb_flush(const Td& td, int vcpu) { (void)td, (void)vcpu; }
 };
@@ -186,7 +191,7 @@ class Module {
   // Walks like the module (stops at a leaf or a non-present entry above `level`).
   struct WalkResult {
     std::atomic<uint64_t>* slot = nullptr;
-    int level = 0;       // level of `slot`
+    int level = 0;  // level of `slot`
     bool reached = false;
   };
   WalkResult walk(const Td& td, uint64_t gpa, int level);

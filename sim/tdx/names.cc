@@ -12,50 +12,76 @@ const char* level_name(int level) {
 
 const char* state_name(SeptState s) {
   switch (s) {
-    case SeptState::FREE: return "FREE";
-    case SeptState::NL_MAPPED: return "NL_MAPPED";
-    case SeptState::NL_BLOCKED: return "NL_BLOCKED";
-    case SeptState::MAPPED: return "MAPPED";
-    case SeptState::BLOCKED: return "BLOCKED";
-    case SeptState::PENDING: return "PENDING";
-    case SeptState::PENDING_BLOCKED: return "PENDING_BLOCKED";
-    case SeptState::REMOVED: return "REMOVED";
+    case SeptState::FREE:
+      return "FREE";
+    case SeptState::NL_MAPPED:
+      return "NL_MAPPED";
+    case SeptState::NL_BLOCKED:
+      return "NL_BLOCKED";
+    case SeptState::MAPPED:
+      return "MAPPED";
+    case SeptState::BLOCKED:
+      return "BLOCKED";
+    case SeptState::PENDING:
+      return "PENDING";
+    case SeptState::PENDING_BLOCKED:
+      return "PENDING_BLOCKED";
+    case SeptState::REMOVED:
+      return "REMOVED";
   }
   return "?";
 }
 
 uint8_t public_state(SeptState s) {
   switch (s) {
-    case SeptState::FREE: return 0;
-    case SeptState::BLOCKED: return 1;
-    case SeptState::PENDING: return 2;
-    case SeptState::PENDING_BLOCKED: return 3;
-    case SeptState::MAPPED: return 4;
-    case SeptState::REMOVED: return 5;
-    case SeptState::NL_MAPPED: return 0x84;
-    case SeptState::NL_BLOCKED: return 0x81;
+    case SeptState::FREE:
+      return 0;
+    case SeptState::BLOCKED:
+      return 1;
+    case SeptState::PENDING:
+      return 2;
+    case SeptState::PENDING_BLOCKED:
+      return 3;
+    case SeptState::MAPPED:
+      return 4;
+    case SeptState::REMOVED:
+      return 5;
+    case SeptState::NL_MAPPED:
+      return 0x84;
+    case SeptState::NL_BLOCKED:
+      return 0x81;
   }
   return 0xff;
 }
 
 const char* page_type_name(PageType t) {
   switch (t) {
-    case PageType::NDA: return "NDA";
-    case PageType::RSVD: return "RSVD";
-    case PageType::REG: return "REG";
-    case PageType::TDR: return "TDR";
-    case PageType::TDCX: return "TDCX";
-    case PageType::TDVPR: return "TDVPR";
-    case PageType::EPT: return "EPT";
+    case PageType::NDA:
+      return "NDA";
+    case PageType::RSVD:
+      return "RSVD";
+    case PageType::REG:
+      return "REG";
+    case PageType::TDR:
+      return "TDR";
+    case PageType::TDCX:
+      return "TDCX";
+    case PageType::TDVPR:
+      return "TDVPR";
+    case PageType::EPT:
+      return "EPT";
   }
   return "?";
 }
 
 const char* op_state_name(OpState s) {
   switch (s) {
-    case OpState::UNINITIALIZED: return "UNINITIALIZED";
-    case OpState::INITIALIZED: return "INITIALIZED";
-    case OpState::RUNNABLE: return "RUNNABLE";
+    case OpState::UNINITIALIZED:
+      return "UNINITIALIZED";
+    case OpState::INITIALIZED:
+      return "INITIALIZED";
+    case OpState::RUNNABLE:
+      return "RUNNABLE";
   }
   return "?";
 }
@@ -63,7 +89,8 @@ const char* op_state_name(OpState s) {
 const char* leaf_name(Leaf l) {
   switch (l) {
 #define LEAF(e, name, num, ver) \
-  case Leaf::e: return name;
+  case Leaf::e:                 \
+    return name;
 #include "sim/tdx/leaf.def"
 #undef LEAF
   }
@@ -73,7 +100,8 @@ const char* leaf_name(Leaf l) {
 int leaf_max_version(Leaf l) {
   switch (l) {
 #define LEAF(e, name, num, ver) \
-  case Leaf::e: return ver;
+  case Leaf::e:                 \
+    return ver;
 #include "sim/tdx/leaf.def"
 #undef LEAF
   }

@@ -30,7 +30,9 @@ struct SeptEntry {
   uint64_t hpa(int level) const { return raw & kHpaMask & ~(level_size(level) - 1); }
   unsigned accept_counter() const { return (raw & kAcceptCounterMask) >> 12; }
 
-  static SeptEntry make(SeptState s, uint64_t hpa) { return {(hpa & kHpaMask) | static_cast<uint64_t>(s)}; }
+  static SeptEntry make(SeptState s, uint64_t hpa) {
+    return {(hpa & kHpaMask) | static_cast<uint64_t>(s)};
+  }
   SeptEntry with_state(SeptState s) const { return {(raw & ~0xfull) | static_cast<uint64_t>(s)}; }
   SeptEntry with_accept_counter(unsigned c) const {
     return {(raw & ~kAcceptCounterMask) | (static_cast<uint64_t>(c & 0x1ff) << 12)};

@@ -24,7 +24,9 @@ enum class Operand : uint32_t {
 inline constexpr uint64_t kStatusMask = 0xFFFFFFFF00000000ull;
 inline constexpr uint64_t kErrorBit = 1ull << 63;
 
-inline constexpr uint64_t raw(Status s) { return static_cast<uint64_t>(s); }
+inline constexpr uint64_t raw(Status s) {
+  return static_cast<uint64_t>(s);
+}
 // The module adds the operand id into the low bits (api_error_with_operand_id).
 inline constexpr uint64_t raw(Status s, Operand op) {
   return static_cast<uint64_t>(s) + static_cast<uint32_t>(op);
@@ -32,9 +34,15 @@ inline constexpr uint64_t raw(Status s, Operand op) {
 inline constexpr uint64_t raw(Status s, uint32_t detail) {
   return static_cast<uint64_t>(s) + detail;
 }
-inline constexpr Status status_class(uint64_t r) { return static_cast<Status>(r & kStatusMask); }
-inline constexpr bool is_error(uint64_t r) { return (r & kErrorBit) != 0; }
-inline constexpr bool is_busy(uint64_t r) { return status_class(r) == Status::OPERAND_BUSY; }
+inline constexpr Status status_class(uint64_t r) {
+  return static_cast<Status>(r & kStatusMask);
+}
+inline constexpr bool is_error(uint64_t r) {
+  return (r & kErrorBit) != 0;
+}
+inline constexpr bool is_busy(uint64_t r) {
+  return status_class(r) == Status::OPERAND_BUSY;
+}
 
 // "TDX_OPERAND_BUSY|SEPT_TREE", "TDX_PAGE_ALREADY_ACCEPTED|0x1", "0x1234..." if unknown.
 std::string status_name(uint64_t r);

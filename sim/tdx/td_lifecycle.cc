@@ -76,7 +76,8 @@ Regs Module::tdh_mng_vpflushdone(const Regs& in) {
     Td* td;
     // Exclusive: a vCPU in guest mode holds the TDR shared.
     if (!check_tdr(c, in.rcx, Operand::RCX, LockMode::kExclusive, &td)) return false;
-    if (td->lifecycle != Lifecycle::KEYS_CONFIGURED) return c.fail(raw(Status::LIFECYCLE_STATE_INCORRECT));
+    if (td->lifecycle != Lifecycle::KEYS_CONFIGURED)
+      return c.fail(raw(Status::LIFECYCLE_STATE_INCORRECT));
     for (auto& v : td->vcpus)
       if (v.associated) return c.fail(raw(Status::FLUSHVP_NOT_DONE));
     td->lifecycle = Lifecycle::BLOCKED;

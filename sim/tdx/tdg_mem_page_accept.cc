@@ -20,7 +20,9 @@ AcceptResult Module::tdg_mem_page_accept(uint64_t tdvpr, uint64_t rcx) {
   };
   auto ept_exit = [&](uint64_t gpa, int found_level, SeptEntry e) {
     r.kind = AcceptResult::kEptViolation;
-    r.exit = {gpa, static_cast<int>(rcx & 7), found_level, public_state(e.state()), is_leaf(e.state()), true};
+    r.exit = {
+        gpa, static_cast<int>(rcx & 7), found_level, public_state(e.state()), is_leaf(e.state()),
+        true};
     out.rax = kExitReasonEptViolation;
     out.r8 = gpa;
     hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
@@ -37,7 +39,8 @@ AcceptResult Module::tdg_mem_page_accept(uint64_t tdvpr, uint64_t rcx) {
   const uint64_t gpa = gpa_of(rcx);
   if ((rcx & 0xff8) || (rcx >> 52) || level > kLevel2M || (gpa & (level_size(level) - 1)))
     return status(raw(Status::OPERAND_INVALID, Operand::RCX));
-  if ((gpa & kSharedBit) || (gpa >> kGpaw)) return status(raw(Status::OPERAND_INVALID, Operand::RCX));
+  if ((gpa & kSharedBit) || (gpa >> kGpaw))
+    return status(raw(Status::OPERAND_INVALID, Operand::RCX));
   // Step 2: unlocked walk.
   WalkResult w = walk(*td, gpa, level);
   if (!w.reached) {
@@ -49,9 +52,11 @@ AcceptResult Module::tdg_mem_page_accept(uint64_t tdvpr, uint64_t rcx) {
   // Step 3: guest entry lock; host priority makes the guest back off (reported as BUSY).
   SeptEntry seen;
   switch (sept_lock_acquire_guest(*w.slot, &seen)) {
-    case GuestLock::kOk: break;
+    case GuestLock::kOk:
+      break;
     case GuestLock::kBusy:
-    case GuestLock::kBusyHostPriority: return status(raw(Status::OPERAND_BUSY, Operand::RCX));
+    case GuestLock::kBusyHostPriority:
+      return status(raw(Status::OPERAND_BUSY, Operand::RCX));
   }
   hooks_->yield("accept-entry-locked");
   const SeptEntry e = sept_read(*w.slot).without_locks();

@@ -74,14 +74,17 @@ Regs Module::tdh_mem_page_remove(const Regs& in) {
       return c.fail_entry(raw(Status::EPT_ENTRY_STATE_INCORRECT, Operand::RCX), t.e, t.level);
     const uint64_t hpa = t.e.hpa(t.level);  // ACCEPT_COUNTER bits ignored
     const uint64_t pfn = hpa >> host::kPageShift;
-    PamtEntry& pp = t.level == kLevel4K ? pamt_4k(pfn) : t.level == kLevel2M ? pamt_2m(pfn) : pamt_1g(pfn);
+    PamtEntry& pp = t.level == kLevel4K   ? pamt_4k(pfn)
+                    : t.level == kLevel2M ? pamt_2m(pfn)
+                                          : pamt_1g(pfn);
     if (!pp.lock.try_exclusive()) return c.fail(raw(Status::OPERAND_BUSY, Operand::RCX));
     c.hold(pp.lock, LockMode::kExclusive);
     c.yield("page-pamt-locked");
     if (op_state_requires_tracking(t.td->op_state)) {
       if (!is_any_blocked(t.e.state()))
         return c.fail_entry(raw(Status::GPA_RANGE_NOT_BLOCKED, Operand::RCX), t.e, t.level);
-      if (!is_tlb_tracked(*t.td, pp.bepoch)) return c.fail(raw(Status::TLB_TRACKING_NOT_DONE, Operand::RCX));
+      if (!is_tlb_tracked(*t.td, pp.bepoch))
+        return c.fail(raw(Status::TLB_TRACKING_NOT_DONE, Operand::RCX));
     }
     sept_write_locked(*t.slot, SeptEntry::make(SeptState::FREE, 0));
     t.td->chldcnt.fetch_sub(static_cast<int64_t>(level_pages(t.level)));

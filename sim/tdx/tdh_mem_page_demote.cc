@@ -38,7 +38,8 @@ Regs Module::tdh_mem_page_demote(const Regs& in) {
     if (op_state_requires_tracking(t.td->op_state)) {
       if (!is_any_blocked(t.e.state()))
         return c.fail_entry(raw(Status::GPA_RANGE_NOT_BLOCKED, Operand::RCX), t.e, t.level);
-      if (!is_tlb_tracked(*t.td, big_pamt.bepoch)) return c.fail(raw(Status::TLB_TRACKING_NOT_DONE, Operand::RCX));
+      if (!is_tlb_tracked(*t.td, big_pamt.bepoch))
+        return c.fail(raw(Status::TLB_TRACKING_NOT_DONE, Operand::RCX));
     }
     // Step 5: the new S-EPT page, after the TLB checks (§8.8).
     PamtEntry* np;
@@ -66,7 +67,8 @@ Regs Module::tdh_mem_page_demote(const Regs& in) {
     SeptPage* sp = new_sept_page(in.r8);
     const SeptState cs = unblocked(big.state());
     for (uint64_t i = 0; i < 512; i++)
-      sp->e[i].store(SeptEntry::make(cs, hpa + i * level_size(child_level)).raw, std::memory_order_relaxed);
+      sp->e[i].store(SeptEntry::make(cs, hpa + i * level_size(child_level)).raw,
+                     std::memory_order_relaxed);
     np->type = PageType::EPT;
     np->owner = t.td->tdr;
     np->bepoch = 0;
@@ -92,7 +94,7 @@ Regs Module::tdh_mem_page_promote(const Regs& in) {
     p.max_level = kLevel1G;
     Target t;
     if (!prologue(c, p, &t)) return false;  // §5 step 1: parent entry lock
-    if (!is_non_leaf(t.e.state()))           // step 2
+    if (!is_non_leaf(t.e.state()))          // step 2
       return c.fail_entry(raw(Status::EPT_ENTRY_STATE_INCORRECT, Operand::RCX), t.e, t.level);
     const uint64_t child_table = t.e.hpa_bits();
     PamtEntry& tp = pamt_4k(child_table >> host::kPageShift);  // step 3
@@ -102,7 +104,8 @@ Regs Module::tdh_mem_page_promote(const Regs& in) {
     if (op_state_requires_tracking(t.td->op_state)) {  // step 4
       if (t.e.state() != SeptState::NL_BLOCKED)
         return c.fail_entry(raw(Status::GPA_RANGE_NOT_BLOCKED, Operand::RCX), t.e, t.level);
-      if (!is_tlb_tracked(*t.td, tp.bepoch)) return c.fail(raw(Status::TLB_TRACKING_NOT_DONE, Operand::RCX));
+      if (!is_tlb_tracked(*t.td, tp.bepoch))
+        return c.fail(raw(Status::TLB_TRACKING_NOT_DONE, Operand::RCX));
     }
     // Step 5: host-lock every child; a busy child fails the call and keeps its TDHP.
     SeptPage* sp = sept_page(child_table);

@@ -15,9 +15,15 @@ Regs Module::tdh_mem_range_block(const Regs& in) {
     if (!prologue(c, p, &t)) return false;
     SeptState next;
     switch (t.e.state()) {
-      case SeptState::NL_MAPPED: next = SeptState::NL_BLOCKED; break;
-      case SeptState::MAPPED: next = SeptState::BLOCKED; break;
-      case SeptState::PENDING: next = SeptState::PENDING_BLOCKED; break;
+      case SeptState::NL_MAPPED:
+        next = SeptState::NL_BLOCKED;
+        break;
+      case SeptState::MAPPED:
+        next = SeptState::BLOCKED;
+        break;
+      case SeptState::PENDING:
+        next = SeptState::PENDING_BLOCKED;
+        break;
       default:
         // Already blocked is a warning status (bit 63 clear), anything else an error (§8.6).
         if (is_any_blocked(t.e.state()))
@@ -46,14 +52,21 @@ Regs Module::tdh_mem_range_unblock(const Regs& in) {
     if (!prologue(c, p, &t)) return false;
     SeptState next;
     switch (t.e.state()) {
-      case SeptState::NL_BLOCKED: next = SeptState::NL_MAPPED; break;
-      case SeptState::BLOCKED: next = SeptState::MAPPED; break;
-      case SeptState::PENDING_BLOCKED: next = SeptState::PENDING; break;
+      case SeptState::NL_BLOCKED:
+        next = SeptState::NL_MAPPED;
+        break;
+      case SeptState::BLOCKED:
+        next = SeptState::MAPPED;
+        break;
+      case SeptState::PENDING_BLOCKED:
+        next = SeptState::PENDING;
+        break;
       default:  // there is no separate "not blocked" code here (§2.6)
         return c.fail_entry(raw(Status::EPT_ENTRY_STATE_INCORRECT, Operand::RCX), t.e, t.level);
     }
     // UNBLOCK reports missing tracking against the tree, not RCX (§8.5).
-    if (op_state_requires_tracking(t.td->op_state) && !is_tlb_tracked(*t.td, pamt_bepoch_of(*t.td, t.e, t.level)))
+    if (op_state_requires_tracking(t.td->op_state) &&
+        !is_tlb_tracked(*t.td, pamt_bepoch_of(*t.td, t.e, t.level)))
       return c.fail(raw(Status::TLB_TRACKING_NOT_DONE, Operand::SEPT_TREE));
     sept_write_locked(*t.slot, t.e.with_state(next));
     return true;

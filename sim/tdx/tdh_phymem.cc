@@ -10,13 +10,16 @@ Regs Module::tdh_phymem_page_wbinvd(const Regs& in) {
   [&]() -> bool {
     // The PA carries the TD's HKID; it is stripped for the checks (§8.19).
     const uint64_t pa = in.rcx & ~kHkidMask;
-    if ((pa & 0xfff) || (in.rcx >> kMaxPaBits)) return c.fail(raw(Status::OPERAND_INVALID, Operand::RCX));
-    if (!in_tdmr(pa, host::kPageSize)) return c.fail(raw(Status::OPERAND_ADDR_RANGE_ERROR, Operand::RCX));
+    if ((pa & 0xfff) || (in.rcx >> kMaxPaBits))
+      return c.fail(raw(Status::OPERAND_INVALID, Operand::RCX));
+    if (!in_tdmr(pa, host::kPageSize))
+      return c.fail(raw(Status::OPERAND_ADDR_RANGE_ERROR, Operand::RCX));
     int lvl;
     PamtEntry& p = pamt_leaf(pa >> host::kPageShift, &lvl);
     if (!p.lock.try_shared()) return c.fail(raw(Status::OPERAND_BUSY, Operand::RCX));
     c.hold(p.lock, LockMode::kShared);
-    if (lvl != 0 || p.type != PageType::NDA) return c.fail(raw(Status::PAGE_METADATA_INCORRECT, Operand::RCX));
+    if (lvl != 0 || p.type != PageType::NDA)
+      return c.fail(raw(Status::PAGE_METADATA_INCORRECT, Operand::RCX));
     host_.set_needs_wbinvd(pa >> host::kPageShift, false);
     return true;
   }();
@@ -27,8 +30,10 @@ Regs Module::tdh_phymem_page_reclaim(const Regs& in) {
   Call c(*this, Leaf::PHYMEM_PAGE_RECLAIM, in);
   [&]() -> bool {
     const uint64_t pa = in.rcx;
-    if ((pa & 0xfff) || (pa & kHkidMask) || (pa >> kMaxPaBits)) return c.fail(raw(Status::OPERAND_INVALID, Operand::RCX));
-    if (!in_tdmr(pa, host::kPageSize)) return c.fail(raw(Status::OPERAND_ADDR_RANGE_ERROR, Operand::RCX));
+    if ((pa & 0xfff) || (pa & kHkidMask) || (pa >> kMaxPaBits))
+      return c.fail(raw(Status::OPERAND_INVALID, Operand::RCX));
+    if (!in_tdmr(pa, host::kPageSize))
+      return c.fail(raw(Status::OPERAND_ADDR_RANGE_ERROR, Operand::RCX));
     const uint64_t pfn = pa >> host::kPageShift;
     int lvl;
     PamtEntry& p = pamt_leaf(pfn, &lvl);
@@ -44,7 +49,8 @@ Regs Module::tdh_phymem_page_reclaim(const Regs& in) {
       if (!tp.lock.try_shared()) return c.fail(raw(Status::OPERAND_BUSY, Operand::TDR));
       c.hold(tp.lock, LockMode::kShared);
     }
-    if (!td || td->lifecycle != Lifecycle::TEARDOWN) return c.fail(raw(Status::LIFECYCLE_STATE_INCORRECT));
+    if (!td || td->lifecycle != Lifecycle::TEARDOWN)
+      return c.fail(raw(Status::LIFECYCLE_STATE_INCORRECT));
     if (is_tdr && td->chldcnt.load() != 0) return c.fail(raw(Status::TD_ASSOCIATED_PAGES_EXIST));
     c.out.rcx = static_cast<uint64_t>(p.type);
     c.out.rdx = p.owner;

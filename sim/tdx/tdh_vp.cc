@@ -9,8 +9,10 @@ namespace tdx {
 
 void Module::note_ept_violation(Vcpu& v, uint64_t gpa) {
   // Consecutive EPT-violation exits at one GPA stand for "at the same guest RIP".
-  if (gpa == v.last_fault_gpa) v.fault_streak++;
-  else v.last_fault_gpa = gpa, v.fault_streak = 1;
+  if (gpa == v.last_fault_gpa)
+    v.fault_streak++;
+  else
+    v.last_fault_gpa = gpa, v.fault_streak = 1;
   if (opts_.zero_step_mitigation && v.fault_streak >= opts_.zero_step_threshold) {
     for (uint64_t g : v.epf_gpas)
       if (g == gpa) return;
@@ -27,8 +29,10 @@ Regs Module::tdh_vp_enter(const Regs& in) {
   Call c(*this, Leaf::VP_ENTER, in);
   [&]() -> bool {
     const uint64_t pa = in.rcx;
-    if ((pa & 0xfff) || (pa & kHkidMask) || (pa >> kMaxPaBits)) return c.fail(raw(Status::OPERAND_INVALID, Operand::RCX));
-    if (!in_tdmr(pa, host::kPageSize)) return c.fail(raw(Status::OPERAND_ADDR_RANGE_ERROR, Operand::RCX));
+    if ((pa & 0xfff) || (pa & kHkidMask) || (pa >> kMaxPaBits))
+      return c.fail(raw(Status::OPERAND_INVALID, Operand::RCX));
+    if (!in_tdmr(pa, host::kPageSize))
+      return c.fail(raw(Status::OPERAND_ADDR_RANGE_ERROR, Operand::RCX));
     int lvl;
     PamtEntry& vp = pamt_leaf(pa >> host::kPageShift, &lvl);
     // The TDVPR and TDR locks stay held while the vCPU is in guest mode, so they are not
@@ -42,17 +46,21 @@ Regs Module::tdh_vp_enter(const Regs& in) {
       vp.lock.release_shared();
       held = 0;
     };
-    if (vp.type != PageType::TDVPR || lvl != 0) return drop(), c.fail(raw(Status::PAGE_METADATA_INCORRECT, Operand::RCX));
+    if (vp.type != PageType::TDVPR || lvl != 0)
+      return drop(), c.fail(raw(Status::PAGE_METADATA_INCORRECT, Operand::RCX));
     Td* td = nullptr;
     Vcpu* v = vcpu_of(pa, &td);
     tdr_pamt = &pamt_4k(td->tdr >> host::kPageShift);
-    if (!tdr_pamt->lock.try_shared()) return drop(), c.fail(raw(Status::OPERAND_BUSY, Operand::TDR));
+    if (!tdr_pamt->lock.try_shared())
+      return drop(), c.fail(raw(Status::OPERAND_BUSY, Operand::TDR));
     held = 2;
     c.yield("tdr-locked");
     if (td->fatal) return drop(), c.fail(raw(Status::TD_FATAL));
-    if (td->lifecycle != Lifecycle::KEYS_CONFIGURED) return drop(), c.fail(raw(Status::TD_KEYS_NOT_CONFIGURED));
+    if (td->lifecycle != Lifecycle::KEYS_CONFIGURED)
+      return drop(), c.fail(raw(Status::TD_KEYS_NOT_CONFIGURED));
     if (!td->tdcs_allocated) return drop(), c.fail(raw(Status::TDCS_NOT_ALLOCATED));
-    if (!td->op_state_lock.try_shared()) return drop(), c.fail(raw(Status::OPERAND_BUSY, Operand::OP_STATE));
+    if (!td->op_state_lock.try_shared())
+      return drop(), c.fail(raw(Status::OPERAND_BUSY, Operand::OP_STATE));
     c.hold(td->op_state_lock, LockMode::kShared);  // released before entering the guest
     c.yield("op-state-locked");
     if (td->op_state != OpState::RUNNABLE) return drop(), c.fail(raw(Status::OP_STATE_INCORRECT));
@@ -63,7 +71,8 @@ Regs Module::tdh_vp_enter(const Regs& in) {
     // stays associated if they fail (§2.14 step 2), so it still needs TDH.VP.FLUSH.
     v->associated = true;
     // adjust_tlb_tracking_state (step 3).
-    if (!td->epoch_lock.try_shared()) return drop(), c.fail(raw(Status::OPERAND_BUSY, Operand::TD_EPOCH));
+    if (!td->epoch_lock.try_shared())
+      return drop(), c.fail(raw(Status::OPERAND_BUSY, Operand::TD_EPOCH));
     c.yield("epoch-locked");
     const uint64_t e = td->td_epoch.load(std::memory_order_acquire);
     td->refcount[e & 1].fetch_add(1, std::memory_order_acq_rel);
@@ -119,14 +128,17 @@ Regs Module::tdh_vp_flush(const Regs& in) {
   Call c(*this, Leaf::VP_FLUSH, in);
   [&]() -> bool {
     const uint64_t pa = in.rcx;
-    if ((pa & 0xfff) || (pa & kHkidMask) || (pa >> kMaxPaBits)) return c.fail(raw(Status::OPERAND_INVALID, Operand::RCX));
-    if (!in_tdmr(pa, host::kPageSize)) return c.fail(raw(Status::OPERAND_ADDR_RANGE_ERROR, Operand::RCX));
+    if ((pa & 0xfff) || (pa & kHkidMask) || (pa >> kMaxPaBits))
+      return c.fail(raw(Status::OPERAND_INVALID, Operand::RCX));
+    if (!in_tdmr(pa, host::kPageSize))
+      return c.fail(raw(Status::OPERAND_ADDR_RANGE_ERROR, Operand::RCX));
     int lvl;
     PamtEntry& vp = pamt_leaf(pa >> host::kPageShift, &lvl);
     // Exclusive: a vCPU in guest mode holds its TDVPR shared, so it cannot be flushed.
     if (!vp.lock.try_exclusive()) return c.fail(raw(Status::OPERAND_BUSY, Operand::RCX));
     c.hold(vp.lock, LockMode::kExclusive);
-    if (vp.type != PageType::TDVPR || lvl != 0) return c.fail(raw(Status::PAGE_METADATA_INCORRECT, Operand::RCX));
+    if (vp.type != PageType::TDVPR || lvl != 0)
+      return c.fail(raw(Status::PAGE_METADATA_INCORRECT, Operand::RCX));
     Td* td = nullptr;
     Vcpu* v = vcpu_of(pa, &td);
     if (!v->associated) return c.fail(raw(Status::VCPU_NOT_ASSOCIATED));

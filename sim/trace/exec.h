@@ -16,8 +16,8 @@ struct RunOptions {
 
 struct Failure {
   enum Kind : uint8_t { kNone, kExpectation, kProperty } kind = kNone;
-  size_t step = 0;  // index into Trace::stmts; stmts.size() for the implicit teardown
-  int line = 0;     // 0 for the implicit teardown
+  size_t step = 0;               // index into Trace::stmts; stmts.size() for the implicit teardown
+  int line = 0;                  // 0 for the implicit teardown
   std::string expected, actual;  // kExpectation
   check::Violation violation;    // kProperty
 };

@@ -33,10 +33,7 @@ struct Outcome {
 class ModuleExec : public tdx::Hooks {
  public:
   ModuleExec(const Trace& t, const RunOptions& o)
-      : t_(t),
-        opts_(o),
-        host_(kBasePfn, pool_pages(t.memory)),
-        m_(host_, module_options(t), this) {
+      : t_(t), opts_(o), host_(kBasePfn, pool_pages(t.memory)), m_(host_, module_options(t), this) {
     tdr_ = m_.create_td(t.vcpus);
   }
 
@@ -49,7 +46,8 @@ class ModuleExec : public tdx::Hooks {
       r.steps++;
       if (opts_.log) *opts_.log << "    => " << out.name << out.detail << "\n";
       if (!matches(s.expect, out)) {
-        r.failure = {Failure::kExpectation, i, s.line, print_expect(s.expect), out.name + out.detail, {}};
+        r.failure = {Failure::kExpectation, i, s.line, print_expect(s.expect),
+                     out.name + out.detail, {}};
         return r;
       }
       if (check(i, s.line, &r)) return r;
@@ -65,9 +63,10 @@ class ModuleExec : public tdx::Hooks {
   // Hooks.
   void on_call(const char* name, const Regs& in, const Regs& out) override {
     if (!opts_.log || quiet_) return;
-    *opts_.log << "    " << name << " rcx=" << hex(in.rcx) << " rdx=" << hex(in.rdx) << " r8=" << hex(in.r8)
-               << " -> " << tdx::status_name(out.rax) << " rcx=" << hex(out.rcx) << " rdx=" << hex(out.rdx)
-               << " r8=" << hex(out.r8) << "\n";
+    *opts_.log << "    " << name << " rcx=" << hex(in.rcx) << " rdx=" << hex(in.rdx)
+               << " r8=" << hex(in.r8) << " -> " << tdx::status_name(out.rax)
+               << " rcx=" << hex(out.rcx) << " rdx=" << hex(out.rdx) << " r8=" << hex(out.r8)
+               << "\n";
   }
   bool interrupt_pending(const char* where) override {
     if (!irq_) return false;
@@ -90,7 +89,10 @@ class ModuleExec : public tdx::Hooks {
   }
   static tdx::Options module_options(const Trace& t) {
     tdx::Options o;
-    for (auto& [name, value] : t.options) o.set(name, value);
+    for (auto& [name, value] : t.options) {
+      uint64_t n;
+      if (option_number(value, &n)) o.set(name, n);
+    }
     return o;
   }
 
@@ -107,10 +109,16 @@ class ModuleExec : public tdx::Hooks {
 
   static bool matches(const Expect& e, const Outcome& o) {
     switch (e.kind) {
-      case Expect::kNone: return true;
-      case Expect::kPseudo: return o.pseudo && o.name == e.pseudo;
-      case Expect::kStatusClass: return !o.pseudo && (o.status & tdx::kStatusMask) == e.value;
-      case Expect::kStatusExact: return !o.pseudo && o.status == e.value;
+      case Expect::kNone:
+        return true;
+      case Expect::kPseudo:
+        return o.pseudo && o.name == e.pseudo;
+      case Expect::kStatusClass:
+        return !o.pseudo && (o.status & tdx::kStatusMask) == e.value;
+      case Expect::kStatusExact:
+        return !o.pseudo && o.status == e.value;
+      case Expect::kValue:
+        return false;  // KVM traces only
     }
     return false;
   }
@@ -147,7 +155,8 @@ class ModuleExec : public tdx::Hooks {
     return true;
   }
   void take_back(uint64_t pa, unsigned order) {
-    host_.transfer(pa >> host::kPageShift, order, host::Use::kModule, host::Use::kHost, "unused page");
+    host_.transfer(pa >> host::kPageShift, order, host::Use::kModule, host::Use::kHost,
+                   "unused page");
     host_.free(pa >> host::kPageShift, order);
   }
   // The module returned `pages` frames at `pa`: write each back with its TD key (as KVM's
@@ -155,11 +164,14 @@ class ModuleExec : public tdx::Hooks {
   void reclaim_returned(uint64_t pa, uint64_t pages, uint32_t hkid) {
     const uint64_t pfn = pa >> host::kPageShift;
     for (uint64_t i = 0; i < pages; i++) {
-      host_.transfer(pfn + i, 0, host::Use::kModule, host::Use::kReturned, "page returned by the module");
+      host_.transfer(pfn + i, 0, host::Use::kModule, host::Use::kReturned,
+                     "page returned by the module");
       host_.set_needs_wbinvd(pfn + i, true);
-      Regs r = call(Leaf::PHYMEM_PAGE_WBINVD, ((pfn + i) << host::kPageShift) | (uint64_t{hkid} << tdx::kPhysBits));
+      Regs r = call(Leaf::PHYMEM_PAGE_WBINVD,
+                    ((pfn + i) << host::kPageShift) | (uint64_t{hkid} << tdx::kPhysBits));
       if (r.rax != tdx::raw(Status::SUCCESS))
-        host_.add_violation("TDH.PHYMEM.PAGE.WBINVD of a returned page failed: " + tdx::status_name(r.rax));
+        host_.add_violation("TDH.PHYMEM.PAGE.WBINVD of a returned page failed: " +
+                            tdx::status_name(r.rax));
       host_.content(pfn + i) = 0;  // tdx_clear_page
       host_.free(pfn + i, 0);
     }
@@ -185,9 +197,12 @@ class ModuleExec : public tdx::Hooks {
   Outcome step(const Stmt& s) {
     const uint64_t rcx = s.args.size() >= 2 ? s.args[0] | s.args[1] : 0;
     switch (s.op) {
-      case Op::SEPT_ADD: return with_page(Leaf::MEM_SEPT_ADD, rcx, 0);
-      case Op::PAGE_AUG: return with_page(Leaf::MEM_PAGE_AUG, rcx, s.args[1] == tdx::kLevel2M ? 9 : 0);
-      case Op::PAGE_DEMOTE: return with_page(Leaf::MEM_PAGE_DEMOTE, rcx, 0);
+      case Op::SEPT_ADD:
+        return with_page(Leaf::MEM_SEPT_ADD, rcx, 0);
+      case Op::PAGE_AUG:
+        return with_page(Leaf::MEM_PAGE_AUG, rcx, s.args[1] == tdx::kLevel2M ? 9 : 0);
+      case Op::PAGE_DEMOTE:
+        return with_page(Leaf::MEM_PAGE_DEMOTE, rcx, 0);
       case Op::PAGE_ADD: {
         uint64_t src_pfn, pa;
         if (!host_.alloc(0, host::Use::kHost, &src_pfn)) return pseudo("NOMEM");
@@ -201,10 +216,14 @@ class ModuleExec : public tdx::Hooks {
         host_.free(src_pfn, 0);
         return status(r);
       }
-      case Op::RANGE_BLOCK: return status(call(Leaf::MEM_RANGE_BLOCK, rcx, tdr_));
-      case Op::RANGE_UNBLOCK: return status(call(Leaf::MEM_RANGE_UNBLOCK, rcx, tdr_));
-      case Op::TRACK: return status(call(Leaf::MEM_TRACK, tdr_));
-      case Op::MR_FINALIZE: return status(call(Leaf::MR_FINALIZE, tdr_));
+      case Op::RANGE_BLOCK:
+        return status(call(Leaf::MEM_RANGE_BLOCK, rcx, tdr_));
+      case Op::RANGE_UNBLOCK:
+        return status(call(Leaf::MEM_RANGE_UNBLOCK, rcx, tdr_));
+      case Op::TRACK:
+        return status(call(Leaf::MEM_TRACK, tdr_));
+      case Op::MR_FINALIZE:
+        return status(call(Leaf::MR_FINALIZE, tdr_));
       case Op::PAGE_REMOVE:
       case Op::SEPT_REMOVE:
       case Op::PAGE_PROMOTE: {
@@ -215,7 +234,8 @@ class ModuleExec : public tdx::Hooks {
         Regs r = call(leaf, rcx, tdr_);
         if (r.rax == tdx::raw(Status::SUCCESS)) {
           // REMOVE returns the guest page (all of it); the others a freed S-EPT table.
-          const uint64_t pages = s.op == Op::PAGE_REMOVE ? tdx::level_pages(static_cast<int>(s.args[1])) : 1;
+          const uint64_t pages =
+              s.op == Op::PAGE_REMOVE ? tdx::level_pages(static_cast<int>(s.args[1])) : 1;
           reclaim_returned(r.rcx, pages, key);
         }
         return status(r);
@@ -242,12 +262,14 @@ class ModuleExec : public tdx::Hooks {
           }
           case tdx::AcceptResult::kEptViolation: {
             Outcome o = pseudo("EPT_VIOLATION");
-            o.detail = std::string(" (found ") + tdx::level_name(a.exit.found_level) + " entry, state " +
-                       hex(a.exit.state) + ")";
+            o.detail = std::string(" (found ") + tdx::level_name(a.exit.found_level) +
+                       " entry, state " + hex(a.exit.state) + ")";
             return o;
           }
-          case tdx::AcceptResult::kResumed: return pseudo("INTERRUPTED");
-          case tdx::AcceptResult::kNotInTd: return pseudo("NOT_IN_TD");
+          case tdx::AcceptResult::kResumed:
+            return pseudo("INTERRUPTED");
+          case tdx::AcceptResult::kNotInTd:
+            return pseudo("NOT_IN_TD");
         }
         return pseudo("?");
       }
@@ -255,8 +277,11 @@ class ModuleExec : public tdx::Hooks {
         irq_ = true;
         irq_skip_ = s.args[0];
         return status(Regs{});
-      case Op::TEARDOWN: teardown(); return status(Regs{});
-      case Op::kCount: break;
+      case Op::TEARDOWN:
+        teardown();
+        return status(Regs{});
+      default:
+        break;  // KVM operations never reach a module trace (the parser refuses them)
     }
     return pseudo("?");
   }
@@ -285,8 +310,9 @@ class ModuleExec : public tdx::Hooks {
       Regs r = call(Leaf::PHYMEM_PAGE_RECLAIM, pfn << host::kPageShift);
       if (r.rax != tdx::raw(Status::SUCCESS)) {
         failed++;
-        if (opts_.log) *opts_.log << "    TDH.PHYMEM.PAGE.RECLAIM rcx=" << hex(pfn << host::kPageShift) << " -> "
-                                  << tdx::status_name(r.rax) << "\n";
+        if (opts_.log)
+          *opts_.log << "    TDH.PHYMEM.PAGE.RECLAIM rcx=" << hex(pfn << host::kPageShift) << " -> "
+                     << tdx::status_name(r.rax) << "\n";
         continue;  // the ledger check reports what is left
       }
       reclaimed++;
@@ -299,16 +325,19 @@ class ModuleExec : public tdx::Hooks {
     }
     quiet_ = false;
     if (opts_.log)
-      *opts_.log << "    TDH.PHYMEM.PAGE.RECLAIM x" << reclaimed << " -> TDX_SUCCESS" << (failed ? ", " : "")
+      *opts_.log << "    TDH.PHYMEM.PAGE.RECLAIM x" << reclaimed << " -> TDX_SUCCESS"
+                 << (failed ? ", " : "")
                  << (failed ? std::to_string(failed) + " failed" : std::string()) << "\n";
     Regs r = call(Leaf::PHYMEM_PAGE_RECLAIM, tdr_);
     expect_ok("TDH.PHYMEM.PAGE.RECLAIM of the TDR", r);
     if (r.rax == tdx::raw(Status::SUCCESS)) {
-      host_.transfer(tdr_ >> host::kPageShift, 0, host::Use::kModule, host::Use::kReturned, "reclaim");
+      host_.transfer(tdr_ >> host::kPageShift, 0, host::Use::kModule, host::Use::kReturned,
+                     "reclaim");
       host_.free(tdr_ >> host::kPageShift, 0);
     }
     if (host_.in_use() != 0)
-      host_.add_violation("teardown: " + std::to_string(host_.in_use()) + " host frames not reclaimed (leak)");
+      host_.add_violation("teardown: " + std::to_string(host_.in_use()) +
+                          " host frames not reclaimed (leak)");
   }
 
   const Trace& t_;

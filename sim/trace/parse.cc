@@ -3,6 +3,7 @@
 #include <cctype>
 #include <cstdlib>
 
+#include "sim/kvm/kvm.h"
 #include "sim/tdx/module.h"
 #include "sim/tdx/status.h"
 #include "sim/trace/trace.h"
@@ -34,8 +35,8 @@ std::vector<Token> tokenize(std::string_view line) {
     if (line.compare(i, 2, "->") == 0) {
       i += 2;
     } else {
-      while (i < line.size() && !std::isspace(static_cast<unsigned char>(line[i])) && line[i] != '#' &&
-             line.compare(i, 2, "->") != 0)
+      while (i < line.size() && !std::isspace(static_cast<unsigned char>(line[i])) &&
+             line[i] != '#' && line.compare(i, 2, "->") != 0)
         i++;
     }
     out.push_back({line.substr(start, i - start), static_cast<int>(start) + 1});
@@ -53,7 +54,8 @@ bool parse_number(std::string_view s, uint64_t* v) {
   if (s.size() > (base == 16 ? 16u : 20u)) return false;
   std::string buf(s);
   for (char c : buf)
-    if (!(base == 16 ? std::isxdigit(static_cast<unsigned char>(c)) : std::isdigit(static_cast<unsigned char>(c))))
+    if (!(base == 16 ? std::isxdigit(static_cast<unsigned char>(c))
+                     : std::isdigit(static_cast<unsigned char>(c))))
       return false;
   errno = 0;
   *v = std::strtoull(buf.c_str(), nullptr, base);
@@ -99,12 +101,39 @@ std::string suggest(std::string_view word) {
 
 const char* arg_name(char k) {
   switch (k) {
-    case 'g': return "GPA";
-    case 'l': return "LEVEL (4K, 2M, 1G or 512G)";
-    case 'v': return "vCPU index";
-    case 'n': return "count";
+    case 'g':
+      return "GPA";
+    case 'l':
+      return "LEVEL (4K, 2M, 1G or 512G)";
+    case 'v':
+      return "vCPU index";
+    case 'n':
+      return "count";
+    case 'f':
+      return "GFN";
+    case 'c':
+      return "COUNT";
+    case 'x':
+      return "VALUE";
+    case 'a':
+      return "`shared` or `private`";
+    case 's':
+      return "`pending` or `accepted`";
+    case 'm':
+      return "`alive`, `dead` or `bugged`";
   }
   return "argument";
+}
+
+// Keyword arguments, stored as their index.
+int keyword(char kind, std::string_view w) {
+  static constexpr std::string_view kA[] = {"shared", "private"}, kS[] = {"pending", "accepted"},
+                                    kM[] = {"alive", "dead", "bugged"};
+  const std::string_view* words = kind == 'a' ? kA : kind == 's' ? kS : kM;
+  const int n = kind == 'm' ? 3 : 2;
+  for (int i = 0; i < n; i++)
+    if (words[i] == w) return i;
+  return -1;
 }
 
 class Parser {
@@ -137,13 +166,17 @@ class Parser {
     std::string_view w = tok[0].text;
     if (w == "target" || w == "vcpus" || w == "memory" || w == "option") {
       if (!t_.stmts.empty())
-        return error(ln, tok[0].column, "`" + std::string(w) + "` is a header line: it must come before the first operation");
+        return error(
+            ln, tok[0].column,
+            "`" + std::string(w) + "` is a header line: it must come before the first operation");
       if (tok.size() < 2) return error(ln, eol, "`" + std::string(w) + "` needs a value");
-      if (tok.size() > 2) return error(ln, tok[2].column, "unexpected `" + std::string(tok[2].text) + "`");
+      if (tok.size() > 2)
+        return error(ln, tok[2].column, "unexpected `" + std::string(tok[2].text) + "`");
       return header(ln, w, tok[1]);
     }
     if (w == "schedule")
-      return error(ln, tok[0].column, "`schedule` lines are not supported yet: this version replays sequentially");
+      return error(ln, tok[0].column,
+                   "`schedule` lines are not supported yet: this version replays sequentially");
     Stmt s;
     s.line = ln;
     s.column = tok[0].column;
@@ -152,15 +185,24 @@ class Parser {
       if (!actor(ln, tok[0], &s.actor)) return false;
       if (++i == tok.size()) return error(ln, eol, "an actor prefix needs an operation after it");
     }
-    auto op = find_op(tok[i].text);
-    if (!op) return error(ln, tok[i].column, "unknown operation `" + std::string(tok[i].text) + "`" + suggest(tok[i].text));
+    std::string word(tok[i].text);
+    if (word == "expect") {
+      if (i + 1 == tok.size() || tok[i + 1].text == "->")
+        return error(ln, eol, "`expect` needs `mapped`, `unmapped` or `vm`");
+      word += " " + std::string(tok[++i].text);
+    }
+    auto op = find_op(word);
+    if (!op) return error(ln, tok[i].column, "unknown operation `" + word + "`" + suggest(word));
     s.op = *op;
     const OpInfo& info = op_info(*op);
     if (info.target == 'M' && t_.target != Target::kModule)
-      return error(ln, tok[i].column, "`" + std::string(info.name) +
-                                           "` is a module operation: put `target module` before the first operation");
+      return error(ln, tok[i].column,
+                   "`" + std::string(info.name) +
+                       "` is a module operation: put `target module` before the first operation");
     if (info.target == 'K' && t_.target != Target::kKvm)
-      return error(ln, tok[i].column, "`" + std::string(info.name) + "` is a KVM operation; this trace is `target module`");
+      return error(
+          ln, tok[i].column,
+          "`" + std::string(info.name) + "` is a KVM operation; this trace is `target module`");
     i++;
     for (char k : info.args) {
       if (i == tok.size() || tok[i].text == "->") {
@@ -168,28 +210,52 @@ class Parser {
           s.args.push_back(0);
           continue;
         }
-        return error(ln, i == tok.size() ? eol : tok[i].column, std::string("missing ") + arg_name(k));
+        return error(ln, i == tok.size() ? eol : tok[i].column,
+                     std::string("missing ") + arg_name(k));
       }
       uint64_t v;
       if (k == 'l') {
         int l = parse_level(tok[i].text);
-        if (l < 0) return error(ln, tok[i].column, "bad level `" + std::string(tok[i].text) + "`: expected 4K, 2M, 1G or 512G");
+        if (l < 0 || (info.target == 'K' && l > 2))
+          return error(ln, tok[i].column,
+                       "bad level `" + std::string(tok[i].text) + "`: expected 4K, 2M, 1G" +
+                           (info.target == 'K' ? "" : " or 512G"));
         v = static_cast<uint64_t>(l);
+      } else if (k == 'a' || k == 's' || k == 'm') {
+        int w = keyword(k, tok[i].text);
+        if (w < 0)
+          return error(
+              ln, tok[i].column,
+              "expected " + std::string(arg_name(k)) + ", got `" + std::string(tok[i].text) + "`");
+        v = static_cast<uint64_t>(w);
       } else if (!parse_number(tok[i].text, &v)) {
-        return error(ln, tok[i].column, "bad " + std::string(arg_name(k)) + " `" + std::string(tok[i].text) +
-                                            "`: expected a decimal or 0x hex number");
+        return error(ln, tok[i].column,
+                     "bad " + std::string(arg_name(k)) + " `" + std::string(tok[i].text) +
+                         "`: expected a decimal or 0x hex number");
       } else if (k == 'v' && v >= static_cast<uint64_t>(t_.vcpus)) {
-        return error(ln, tok[i].column, "vCPU " + std::to_string(v) + " out of range: the trace has " +
-                                            std::to_string(t_.vcpus) + " vCPUs (`vcpus N`)");
+        return error(ln, tok[i].column,
+                     "vCPU " + std::to_string(v) + " out of range: the trace has " +
+                         std::to_string(t_.vcpus) + " vCPUs (`vcpus N`)");
+      } else if (k == 'f' && v >= t_.memory) {
+        return error(ln, tok[i].column,
+                     "GFN " + std::string(tok[i].text) + " is outside guest memory (`memory " +
+                         std::to_string(t_.memory) + "`)");
+      } else if (k == 'c' && (v == 0 || v > t_.memory - s.args.back())) {
+        return error(ln, tok[i].column,
+                     "COUNT " + std::string(tok[i].text) +
+                         ": the range must be non-empty and end inside guest memory");
       }
       s.args.push_back(v);
       i++;
     }
     if (i < tok.size() && tok[i].text != "->")
       return error(ln, tok[i].column, "unexpected argument `" + std::string(tok[i].text) + "`");
-    if (!s.actor.empty() && s.op == Op::ACCEPT && s.actor != "vcpu" + std::to_string(s.args[0]))
-      return error(ln, s.column, "a guest operation on vCPU " + std::to_string(s.args[0]) + " belongs to @vcpu" +
-                                     std::to_string(s.args[0]));
+    const bool guest_op = s.op == Op::ACCEPT || s.op == Op::GUEST_ACCEPT ||
+                          s.op == Op::GUEST_WRITE || s.op == Op::GUEST_READ;
+    if (!s.actor.empty() && guest_op && s.actor != "vcpu" + std::to_string(s.args[0]))
+      return error(ln, s.column,
+                   "a guest operation on vCPU " + std::to_string(s.args[0]) + " belongs to @vcpu" +
+                       std::to_string(s.args[0]));
     if (i < tok.size()) {
       if (i + 1 == tok.size()) return error(ln, eol, "`->` needs a result");
       std::string result;
@@ -203,13 +269,18 @@ class Parser {
   bool header(int ln, std::string_view w, Token v) {
     uint64_t n;
     if (w == "target") {
-      if (v.text == "kvm") t_.target = Target::kKvm;
-      else if (v.text == "module") t_.target = Target::kModule;
-      else return error(ln, v.column, "unknown target `" + std::string(v.text) + "`: expected `kvm` or `module`");
+      if (v.text == "kvm")
+        t_.target = Target::kKvm;
+      else if (v.text == "module")
+        t_.target = Target::kModule;
+      else
+        return error(ln, v.column,
+                     "unknown target `" + std::string(v.text) + "`: expected `kvm` or `module`");
       return true;
     }
     if (w == "vcpus") {
-      if (!parse_number(v.text, &n) || n < 1 || n > 8) return error(ln, v.column, "vcpus must be 1..8");
+      if (!parse_number(v.text, &n) || n < 1 || n > 8)
+        return error(ln, v.column, "vcpus must be 1..8");
       t_.vcpus = static_cast<int>(n);
       return true;
     }
@@ -222,14 +293,10 @@ class Parser {
     size_t eq = v.text.find('=');
     if (eq == std::string_view::npos) return error(ln, v.column, "expected `option NAME=VALUE`");
     std::string_view name = v.text.substr(0, eq), val = v.text.substr(eq + 1);
-    if (val == "on" || val == "true" || val == "yes") n = 1;
-    else if (val == "off" || val == "false" || val == "no") n = 0;
-    else if (!parse_number(val, &n))
-      return error(ln, v.column + static_cast<int>(eq) + 1, "bad option value `" + std::string(val) + "`");
-    tdx::Options probe;
-    if (!probe.set(name, n))
-      return error(ln, v.column, "unknown option `" + std::string(name) + "`; options:\n" + tdx::Options::help());
-    t_.options.emplace_back(std::string(name), n);
+    std::string why = check_option(t_.target, name, val);
+    if (!why.empty())
+      return error(ln, v.column + (why.rfind("bad", 0) == 0 ? static_cast<int>(eq) + 1 : 0), why);
+    t_.options.emplace_back(std::string(name), std::string(val));
     return true;
   }
 
@@ -238,9 +305,13 @@ class Parser {
     uint64_t n;
     if (a.substr(0, 4) == "vcpu" && parse_number(a.substr(4), &n)) {
       if (n >= static_cast<uint64_t>(t_.vcpus))
-        return error(ln, tok.column, "actor @" + std::string(a) + ": the trace has " + std::to_string(t_.vcpus) + " vCPUs");
+        return error(
+            ln, tok.column,
+            "actor @" + std::string(a) + ": the trace has " + std::to_string(t_.vcpus) + " vCPUs");
     } else if (!(a.substr(0, 4) == "host" && parse_number(a.substr(4), &n) && n <= 3)) {
-      return error(ln, tok.column, "unknown actor `" + std::string(tok.text) + "`: expected @vcpuN or @host0..@host3");
+      return error(
+          ln, tok.column,
+          "unknown actor `" + std::string(tok.text) + "`: expected @vcpuN or @host0..@host3");
     }
     *out = std::string(a);
     return true;
@@ -248,6 +319,22 @@ class Parser {
 
   bool expect(int ln, int col, std::string_view r, Expect* e) {
     uint64_t v;
+    if (t_.target == Target::kKvm) {
+      if (parse_number(r, &v)) {
+        *e = {Expect::kValue, v, ""};
+        return true;
+      }
+      for (std::string_view w : kKvmResults)
+        if (r == w) return *e = {Expect::kPseudo, 0, std::string(r)}, true;
+      for (int en : {kvm::kEINTR, kvm::kEIO, kvm::kEAGAIN, kvm::kENOMEM, kvm::kEFAULT, kvm::kEBUSY,
+                     kvm::kEINVAL, kvm::kEOPNOTSUPP})
+        if (r == kvm::errno_name(en)) return *e = {Expect::kPseudo, 0, std::string(r)}, true;
+      return error(ln, col,
+                   "unknown result `" + std::string(r) +
+                       "`: expected ok, an errno name (EINVAL, EBUSY, EIO, EFAULT, ENOMEM, "
+                       "EOPNOTSUPP, EINTR), "
+                       "ve, killed, or a value");
+    }
     if (r.size() > 2 && r[0] == '0' && (r[1] == 'x' || r[1] == 'X')) {
       if (!parse_number(r, &v)) return error(ln, col, "bad status value `" + std::string(r) + "`");
       *e = {Expect::kStatusExact, v, ""};
@@ -261,17 +348,20 @@ class Parser {
     size_t bar = r.find('|');
     auto cls = tdx::parse_status_class(r.substr(0, bar));
     if (!cls)
-      return error(ln, col, "unknown result `" + std::string(r.substr(0, bar)) +
-                                "`: expected a TDX status name (TDX_ prefix optional), a 0x value, or EPT_VIOLATION, "
-                                "INTERRUPTED, NOT_IN_TD, NOMEM");
+      return error(
+          ln, col,
+          "unknown result `" + std::string(r.substr(0, bar)) +
+              "`: expected a TDX status name (TDX_ prefix optional), a 0x value, or EPT_VIOLATION, "
+              "INTERRUPTED, NOT_IN_TD, NOMEM");
     if (bar == std::string_view::npos) {
       *e = {Expect::kStatusClass, tdx::raw(*cls), ""};
       return true;
     }
     auto op = tdx::parse_operand(r.substr(bar + 1));
     if (!op)
-      return error(ln, col + static_cast<int>(bar) + 1, "unknown operand `" + std::string(r.substr(bar + 1)) +
-                                                            "`: expected RCX, RDX, R8, SEPT_TREE, TD_EPOCH, OP_STATE, ... or 0x id");
+      return error(ln, col + static_cast<int>(bar) + 1,
+                   "unknown operand `" + std::string(r.substr(bar + 1)) +
+                       "`: expected RCX, RDX, R8, SEPT_TREE, TD_EPOCH, OP_STATE, ... or 0x id");
     *e = {Expect::kStatusExact, tdx::raw(*cls, *op), ""};
     return true;
   }
@@ -282,7 +372,9 @@ class Parser {
 
 }  // namespace
 
-const OpInfo& op_info(Op op) { return kOps[static_cast<size_t>(op)]; }
+const OpInfo& op_info(Op op) {
+  return kOps[static_cast<size_t>(op)];
+}
 
 std::optional<Op> find_op(std::string_view name) {
   for (size_t i = 0; i < static_cast<size_t>(Op::kCount); i++)
@@ -290,6 +382,35 @@ std::optional<Op> find_op(std::string_view name) {
   return std::nullopt;
 }
 
-std::optional<Trace> parse(std::string_view text, ParseError* err) { return Parser(err).run(text); }
+std::optional<Trace> parse(std::string_view text, ParseError* err) {
+  return Parser(err).run(text);
+}
+
+bool option_number(std::string_view val, uint64_t* n) {
+  if (val == "on" || val == "true" || val == "yes") return *n = 1, true;
+  if (val == "off" || val == "false" || val == "no") return *n = 0, true;
+  return parse_number(val, n);
+}
+
+std::string check_option(Target target, std::string_view name, std::string_view val) {
+  if (name == "bug") {
+    if (target != Target::kKvm) return "`bug` options belong to KVM traces";
+    kvm::BugSet set;
+    std::string bad;
+    if (!kvm::parse_bugs(val, &set, &bad))
+      return "bad bug-zoo entry `" + bad + "`; `tdxfuzz options` lists them";
+    return "";
+  }
+  uint64_t n;
+  tdx::Options mp;
+  kvm::Options kp;
+  const bool known = mp.set(name, 0) || (target == Target::kKvm && kp.set(name, 0));
+  if (!known)
+    return "unknown option `" + std::string(name) + "`; options:\n" + tdx::Options::help() +
+           (target == Target::kKvm ? kvm::Options::help() : std::string());
+  if (!option_number(val, &n))
+    return "bad option value `" + std::string(val) + "`: a number, on or off";
+  return "";
+}
 
 }  // namespace trace

@@ -17,9 +17,14 @@ std::string hex(uint64_t v) {
 
 std::string print_expect(const Expect& e) {
   switch (e.kind) {
-    case Expect::kNone: return "";
-    case Expect::kPseudo: return e.pseudo;
-    case Expect::kStatusClass: return std::string(tdx::status_name(e.value & tdx::kStatusMask));
+    case Expect::kNone:
+      return "";
+    case Expect::kPseudo:
+      return e.pseudo;
+    case Expect::kValue:
+      return hex(e.value);
+    case Expect::kStatusClass:
+      return std::string(tdx::status_name(e.value & tdx::kStatusMask));
     case Expect::kStatusExact: {
       // The decoded name when it reads back to the same 64 bits, else the raw number.
       const uint32_t low = static_cast<uint32_t>(e.value);
@@ -39,9 +44,27 @@ std::string print_stmt(const Stmt& s) {
   for (size_t i = 0; i < info.args.size() && i < s.args.size(); i++) {
     out += ' ';
     switch (info.args[i]) {
-      case 'g': out += hex(s.args[i]); break;
-      case 'l': out += tdx::level_name(static_cast<int>(s.args[i])); break;
-      default: out += std::to_string(s.args[i]);
+      case 'g':
+        out += hex(s.args[i]);
+        break;
+      case 'l':
+        out += tdx::level_name(static_cast<int>(s.args[i]));
+        break;
+      case 'f':
+      case 'x':
+        out += hex(s.args[i]);
+        break;
+      case 'a':
+        out += s.args[i] ? "private" : "shared";
+        break;
+      case 's':
+        out += s.args[i] ? "accepted" : "pending";
+        break;
+      case 'm':
+        out += s.args[i] == 0 ? "alive" : s.args[i] == 1 ? "dead" : "bugged";
+        break;
+      default:
+        out += std::to_string(s.args[i]);
     }
   }
   if (s.expect.kind != Expect::kNone) out += " -> " + print_expect(s.expect);
@@ -64,8 +87,21 @@ std::string ops_help() {
     const OpInfo& info = op_info(static_cast<Op>(i));
     o << "  " << info.name;
     for (char k : info.args)
-      o << (k == 'g' ? " GPA" : k == 'l' ? " LEVEL" : k == 'v' ? " V" : k == 'n' ? " [N]" : " ?");
-    o << (info.target == 'M' ? "   (module)" : info.target == 'K' ? "   (kvm)" : "") << "\n      " << info.help << "\n";
+      o << (k == 'g'   ? " GPA"
+            : k == 'l' ? " LEVEL"
+            : k == 'v' ? " V"
+            : k == 'n' ? " [N]"
+            : k == 'f' ? " GFN"
+            : k == 'c' ? " COUNT"
+            : k == 'x' ? " VALUE"
+            : k == 'a' ? " shared|private"
+            : k == 's' ? " pending|accepted"
+            : k == 'm' ? " alive|dead|bugged"
+                       : " ?");
+    o << (info.target == 'M'   ? "   (module)"
+          : info.target == 'K' ? "   (kvm)"
+                               : "")
+      << "\n      " << info.help << "\n";
   }
   return o.str();
 }

@@ -34,7 +34,8 @@ struct Expect {
     kNone,
     kStatusClass,  // a status name without operand: bits 63:32 must match
     kStatusExact,  // name|OPERAND or a raw hex value: all 64 bits must match
-    kPseudo,       // a result that is not a TDX status (EPT_VIOLATION, ...)
+    kPseudo,       // a word that is not a TDX status (EPT_VIOLATION, ok, EIO, killed, ...)
+    kValue,        // a KVM trace's `read` value
   } kind = kNone;
   uint64_t value = 0;
   std::string pseudo;
@@ -49,12 +50,15 @@ inline constexpr std::string_view kPseudoResults[] = {
     "NOMEM",          // the harness had no host page to supply
 };
 
+// Results of KVM trace operations besides errno names.
+inline constexpr std::string_view kKvmResults[] = {"ok", "ve", "killed"};
+
 struct Stmt {
   Op op = Op::kCount;
   std::vector<uint64_t> args;
   std::string actor;  // "" when the line has no @actor prefix
   Expect expect;
-  int line = 0;      // source position, for reports (not compared)
+  int line = 0;  // source position, for reports (not compared)
   int column = 0;
   bool operator==(const Stmt& o) const {
     return op == o.op && args == o.args && actor == o.actor && expect == o.expect;
@@ -65,7 +69,7 @@ struct Trace {
   Target target = Target::kKvm;
   int vcpus = 2;
   uint64_t memory = 4096;
-  std::vector<std::pair<std::string, uint64_t>> options;
+  std::vector<std::pair<std::string, std::string>> options;  // `option NAME=VALUE`, as written
   std::vector<Stmt> stmts;
   bool operator==(const Trace& o) const {
     return target == o.target && vcpus == o.vcpus && memory == o.memory && options == o.options &&
@@ -80,6 +84,11 @@ struct ParseError {
 
 // Parses a whole trace. On error returns nullopt and fills `err` (first error only).
 std::optional<Trace> parse(std::string_view text, ParseError* err);
+
+// Checks `option NAME=VALUE` for a target: module options and (KVM traces) KVM options take a
+// number or on/off; `bug` takes bug-zoo names separated by commas. Empty string when valid.
+std::string check_option(Target target, std::string_view name, std::string_view value);
+bool option_number(std::string_view value, uint64_t* out);
 
 // Canonical text of a trace; parse(print(t)) == t.
 std::string print(const Trace& t);

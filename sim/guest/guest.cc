@@ -1,0 +1,218 @@
+#include "sim/guest/guest.h"
+
+#include <cstdio>
+
+namespace guest {
+
+using kvm::kPg2M;
+using kvm::kPg4K;
+
+namespace {
+std::string hex(uint64_t v) {
+  char b[24];
+  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+  return b;
+}
+uint64_t key(uint64_t gfn, int level) {
+  return gfn | (static_cast<uint64_t>(level) << 56);
+}
+}  // namespace
+
+std::string Result::text() const {
+  switch (kind) {
+    case kOk:
+      return "ok";
+    case kVe:
+      return "ve";
+    case kKilled:
+      return "killed";
+    case kErrno:
+      return kvm::errno_name(err);
+    case kStuck:
+      return "stuck";
+  }
+  return "?";
+}
+
+Guest::Guest(kvm::Kvm& kvm) : kvm_(kvm), tlb_(kvm.nr_vcpus()), accepted_(kvm.memory_gfns(), 0) {}
+
+void Guest::forget(uint64_t gfn, uint64_t count) {
+  for (uint64_t g = gfn; g < gfn + count && g < accepted_.size(); g++) accepted_[g] = 0;
+}
+
+int Guest::enter(int v) {
+  return kvm_.kvm_arch_vcpu_ioctl_run(v);
+}
+
+// KVM_RUN failed: a VM that KVM killed on purpose reads as `killed`, anything else as errno.
+Result Guest::fail_run(int err) const {
+  Result r;
+  if (kvm_.vm_dead() && !kvm_.vm_bugged()) {
+    r.kind = Result::kKilled;
+  } else {
+    r.kind = Result::kErrno;
+    r.err = err;
+  }
+  return r;
+}
+
+Result Guest::accept_once(int v, uint64_t gfn, int pg_level, bool* size_mismatch) {
+  const uint64_t limit = kvm_.options().local_retry_limit;
+  const uint64_t gpa = gfn << 12;
+  for (uint64_t tries = 0; tries <= limit; tries++) {
+    if (int e = enter(v)) return fail_run(e);
+    tdx::AcceptResult a =
+        kvm_.module().tdg_mem_page_accept(kvm_.tdvpr(v), gpa | kvm::tdx_level(pg_level));
+    switch (a.kind) {
+      case tdx::AcceptResult::kStatus: {
+        const tdx::Status s = tdx::status_class(a.status);
+        if (s == tdx::Status::SUCCESS || s == tdx::Status::PAGE_ALREADY_ACCEPTED) {
+          for (uint64_t g = gfn; g < gfn + kvm::pages_per(pg_level); g++) accepted_[g] = 1;
+          return {};
+        }
+        if (s == tdx::Status::PAGE_SIZE_MISMATCH) {
+          *size_mismatch = true;
+          return {};
+        }
+        if (tdx::is_busy(a.status)) continue;  // the host holds the entry: try again
+        Result r;  // e.g. TDX_OPERAND_INVALID: a Linux guest would panic
+        r.kind = Result::kErrno;
+        r.err = -kvm::kEINVAL;
+        return r;
+      }
+      case tdx::AcceptResult::kEptViolation: {
+        int h = kvm_.tdx_handle_ept_violation(v, gpa, 1, a.exit);
+        if (h < 0) return fail_run(h);
+        continue;
+      }
+      case tdx::AcceptResult::kResumed:  // interrupted 2M ACCEPT: the TDCALL re-executes
+      case tdx::AcceptResult::kNotInTd:
+        continue;
+    }
+  }
+  violations_.push_back({"liveness", "guest-accept",
+                         "vCPU " + std::to_string(v) + ": ACCEPT of GFN " + hex(gfn) +
+                             " did not complete in " + std::to_string(limit) + " attempts"});
+  Result r;
+  r.kind = Result::kStuck;
+  return r;
+}
+
+Result Guest::accept(int v, uint64_t gfn, int pg_level) {
+  gfn &= ~(kvm::pages_per(pg_level) - 1);
+  bool mismatch = false;
+  Result r = accept_once(v, gfn, pg_level, &mismatch);
+  if (r.kind != Result::kOk || !mismatch) return r;
+  // Linux falls back to 4K when the host mapped smaller than 2M.
+  for (uint64_t g = gfn; g < gfn + 512; g++) {
+    bool m = false;
+    r = accept_once(v, g, kPg4K, &m);
+    if (r.kind != Result::kOk) return r;
+  }
+  return r;
+}
+
+// A Linux guest accepts memory before first use, in 2M units when it can (its unaccepted-
+// memory bitmap), at 4K when the unit holds pages it made shared.
+void Guest::ensure_accepted(int v, uint64_t gfn, Result* r) {
+  if (accepted_[gfn] || kvm_.options().adversarial_guest) return;
+  const uint64_t unit = gfn & ~511ull;
+  bool whole = unit + 512 <= accepted_.size();
+  for (uint64_t g = unit; whole && g < unit + 512; g++) whole = kvm_.is_private(g);
+  *r = whole ? accept(v, unit, kPg2M) : accept(v, gfn, kPg4K);
+}
+
+const TlbEntry* Guest::tlb_lookup(int v, uint64_t gfn) const {
+  for (int level = kPg4K; level <= kPg2M; level++) {
+    auto it = tlb_[v].find(key(gfn & ~(kvm::pages_per(level) - 1), level));
+    if (it != tlb_[v].end()) return &it->second;
+  }
+  return nullptr;
+}
+
+bool Guest::tlb_valid(const TlbEntry& t, std::string* why) const {
+  tdx::Td* td = kvm_.module().td_of(kvm_.tdr());
+  if (!td) return *why = "the TD is gone", false;
+  auto w = kvm_.module().walk(*td, t.gfn << 12, kvm::tdx_level(t.level));
+  const tdx::SeptEntry e{w.slot->load()};
+  if (w.reached && e.state() == tdx::SeptState::MAPPED &&
+      e.hpa(kvm::tdx_level(t.level)) == t.pfn << 12)
+    return true;
+  *why = std::string("cached ") + (t.level == kPg2M ? "2M" : "4K") + " translation GFN " +
+         hex(t.gfn) + " -> PFN " + hex(t.pfn) + ", but the S-EPT has " +
+         tdx::state_name(e.state()) + " at " + tdx::level_name(w.level) +
+         (w.reached ? "" : " (walk stopped above)");
+  return false;
+}
+
+void Guest::check_tlbs(check::Violations* out) const {
+  for (int v = 0; v < kvm_.nr_vcpus(); v++) {
+    if (!kvm_.vcpu_in_guest(v)) continue;  // translations of a vCPU outside are never used
+    for (const auto& [k, t] : tlb_[v]) {
+      std::string why;
+      if (!tlb_valid(t, &why))
+        out->push_back({"stale-tlb", "vcpu-in-guest", "vCPU " + std::to_string(v) + ": " + why});
+    }
+  }
+}
+
+Result Guest::access(int v, uint64_t gfn, bool is_write, uint64_t value) {
+  Result r;
+  ensure_accepted(v, gfn, &r);
+  if (r.kind != Result::kOk) return r;
+  const uint64_t limit = kvm_.options().local_retry_limit;
+  for (uint64_t tries = 0; tries <= limit; tries++) {
+    if (int e = enter(v)) return fail_run(e);
+    const TlbEntry* t = tlb_lookup(v, gfn);
+    TlbEntry fresh;
+    if (!t) {
+      // A hardware walk of the S-EPT.
+      tdx::Td* td = kvm_.module().td_of(kvm_.tdr());
+      auto w = kvm_.module().walk(*td, gfn << 12, 0);
+      const tdx::SeptEntry e{w.slot->load()};
+      const tdx::SeptState s = e.state();
+      if (s == tdx::SeptState::MAPPED) {
+        fresh = {gfn & ~(kvm::pages_per(w.level + 1) - 1), w.level + 1, e.hpa(w.level) >> 12};
+        tlb_[v][key(fresh.gfn, fresh.level)] = fresh;
+        t = &fresh;
+      } else if (s == tdx::SeptState::PENDING) {
+        if (!kvm_.options().sept_ve_disable) {
+          r.kind = Result::kVe;
+          return r;
+        }
+        kvm_.vcpu_async_exit(v);  // TD exit: PENDING_EPT_VIOLATION
+        int h = kvm_.tdx_handle_ept_violation(v, gfn << 12, 6, {});
+        return fail_run(h < 0 ? h : -kvm::kEIO);
+      } else {
+        kvm_.vcpu_async_exit(v);  // TD exit: EPT violation; KVM faults the page in
+        int h = kvm_.tdx_handle_ept_violation(v, gfn << 12, 0, {});
+        if (h < 0) return fail_run(h);
+        continue;
+      }
+    } else {
+      std::string why;
+      if (!tlb_valid(*t, &why))
+        violations_.push_back({"stale-tlb", "guest-access",
+                               "vCPU " + std::to_string(v) + " accessed GFN " + hex(gfn) +
+                                   " through a stale translation: " + why});
+    }
+    const uint64_t pfn = t->pfn + (gfn - t->gfn);
+    if (is_write) kvm_.host().content(pfn) = value;
+    r.value = kvm_.host().content(pfn);
+    return r;
+  }
+  violations_.push_back({"liveness", "guest-access",
+                         "vCPU " + std::to_string(v) + ": access to GFN " + hex(gfn) +
+                             " did not complete in " + std::to_string(limit) + " attempts"});
+  r.kind = Result::kStuck;
+  return r;
+}
+
+Result Guest::write(int v, uint64_t gfn, uint64_t value) {
+  return access(v, gfn, true, value);
+}
+Result Guest::read(int v, uint64_t gfn) {
+  return access(v, gfn, false, 0);
+}
+
+}  // namespace guest

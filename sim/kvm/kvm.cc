@@ -1,0 +1,280 @@
+// struct kvm state: construction, KVM_BUG_ON, mmu_lock with lockdep-style assertions, memory
+// attributes, lpage_info and guest_memfd.
+#include "sim/kvm/kvm.h"
+
+#include <cstdlib>
+#include <sstream>
+
+namespace kvm {
+namespace {
+constexpr BugInfo kBugs[] = {
+#define BUG(name, property, interleaving, help) {#name, property, interleaving != 0, help},
+#include "sim/kvm/bugs.def"
+#undef BUG
+};
+}  // namespace
+
+const BugInfo& bug_info(Bug b) {
+  return kBugs[static_cast<size_t>(b)];
+}
+
+std::optional<Bug> find_bug(std::string_view name) {
+  for (size_t i = 0; i < static_cast<size_t>(Bug::kCount); i++)
+    if (kBugs[i].name == name) return static_cast<Bug>(i);
+  return std::nullopt;
+}
+
+bool parse_bugs(std::string_view list, BugSet* out, std::string* bad) {
+  BugSet set = 0;
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    std::string_view name = list.substr(0, comma);
+    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    if (name.empty()) continue;
+    auto b = find_bug(name);
+    if (!b) {
+      *bad = std::string(name);
+      return false;
+    }
+    set |= bug_bit(*b);
+  }
+  *out = set;
+  return true;
+}
+
+bool bugs_from_env(BugSet* out, std::string* bad) {
+  const char* env = std::getenv("TDXSIM_BUGS");
+  *out = 0;
+  return env ? parse_bugs(env, out, bad) : true;
+}
+
+bool Options::set(std::string_view name, uint64_t value) {
+#define OPTION(n, def, help) \
+  if (name == #n) {          \
+    n = value;               \
+    return true;             \
+  }
+#include "sim/kvm/options.def"
+#undef OPTION
+  return false;
+}
+
+std::string Options::help() {
+  std::ostringstream o;
+#define OPTION(n, def, help) o << "  " << #n << " (default " << def << ")\n      " << help << "\n";
+#include "sim/kvm/options.def"
+#undef OPTION
+  o << "  bug=NAME  enable a bug-zoo entry (also TDXSIM_BUGS=NAME[,NAME]):\n";
+  for (const auto& b : kBugs)
+    o << "      " << b.name << " (caught by `" << b.property << "`"
+      << (b.needs_interleaving ? ", needs interleaving" : "") << ")\n          " << b.help << "\n";
+  return o.str();
+}
+
+const char* errno_name(int e) {
+  switch (e < 0 ? -e : e) {
+    case 0:
+      return "ok";
+    case kEINTR:
+      return "EINTR";
+    case kEIO:
+      return "EIO";
+    case kEAGAIN:
+      return "EAGAIN";
+    case kENOMEM:
+      return "ENOMEM";
+    case kEFAULT:
+      return "EFAULT";
+    case kEBUSY:
+      return "EBUSY";
+    case kEINVAL:
+      return "EINVAL";
+    case kEOPNOTSUPP:
+      return "EOPNOTSUPP";
+  }
+  return "E?";
+}
+
+Kvm::Kvm(host::HostPages& host, tdx::Module& module, const Options& opts, int nvcpus,
+         uint64_t memory_gfns)
+    : host_(host),
+      module_(module),
+      opts_(opts),
+      nr_gfns_(memory_gfns),
+      attr_private_(memory_gfns, 1),
+      lpage_((memory_gfns + 511) / 512, 0),
+      gmem_((memory_gfns + 511) / 512),
+      vcpus_(nvcpus) {
+  module_.set_hooks(this);
+  // KVM_CREATE_VM + KVM_TDX_INIT_VM + vCPU creation: the TD in op state INITIALIZED.
+  tdr_ = module_.create_td(nvcpus);
+  sps_.emplace_back();  // index 0 is "no page"
+  root_ = tdp_mmu_alloc_sp(kRootLevel, 0, false);
+}
+
+Kvm::~Kvm() {
+  module_.set_hooks(nullptr);
+}
+
+uint64_t Kvm::tdvpr(int v) const {
+  tdx::Td* td = module_.td_of(tdr_);
+  return td && v < static_cast<int>(td->vcpus.size()) ? td->vcpus[v].tdvpr : 0;
+}
+
+bool Kvm::vcpu_in_guest(int v) const {
+  tdx::Td* td = module_.td_of(tdr_);
+  return td && v < static_cast<int>(td->vcpus.size()) && td->vcpus[v].in_td;
+}
+
+bool Kvm::KVM_BUG_ON(bool cond, const char* function, const char* condition, uint64_t status,
+                     bool has_status) {
+  if (!cond) return false;
+  bug_ons_.push_back({function, condition, has_status ? tdx::status_name(status) : std::string()});
+  if (!vm_bugged_) {
+    vm_bugged_ = true;
+    kvm_vm_dead_();
+  }
+  return true;
+}
+
+// kvm_vm_dead: KVM_REQ_VM_DEAD to every vCPU (WAIT): each leaves guest mode and KVM_RUN fails.
+void Kvm::kvm_vm_dead_() {
+  vm_dead_ = true;
+  for (int v = 0; v < nr_vcpus(); v++) vcpu_async_exit(v);
+}
+
+void Kvm::lockdep_assert(LockNeed need, const char* function) {
+  bool ok = need == LockNeed::kWrite  ? mmu_lock_.writer
+            : need == LockNeed::kRead ? mmu_lock_.readers > 0
+                                      : mmu_lock_.writer || mmu_lock_.readers > 0;
+  if (!ok)
+    violations_.push_back({"lock-discipline", function,
+                           std::string(function) + " runs without kvm->mmu_lock held for " +
+                               (need == LockNeed::kWrite  ? "write"
+                                : need == LockNeed::kRead ? "read"
+                                                          : "read or write")});
+}
+
+void Kvm::mmu_write_lock() {
+  if (mmu_lock_.writer || mmu_lock_.readers)
+    violations_.push_back(
+        {"liveness", "mmu_lock", "write_lock(&kvm->mmu_lock) while it is held: deadlock"});
+  yield("mmu_lock-write");
+  mmu_lock_.writer = true;
+}
+void Kvm::mmu_write_unlock() {
+  mmu_lock_.writer = false;
+  yield("mmu_unlock-write");
+}
+void Kvm::mmu_read_lock() {
+  if (mmu_lock_.writer)
+    violations_.push_back(
+        {"liveness", "mmu_lock", "read_lock(&kvm->mmu_lock) while held for write: deadlock"});
+  yield("mmu_lock-read");
+  mmu_lock_.readers++;
+}
+void Kvm::mmu_read_unlock() {
+  mmu_lock_.readers--;
+  yield("mmu_unlock-read");
+}
+
+// tdx_gmem_private_max_mapping_level, v2 patch 23: 4K until the TD is RUNNABLE, then 2M.
+int Kvm::tdx_max_private_level() const {
+  return state_ == TdState::RUNNABLE ? kPg2M : kPg4K;
+}
+
+// KVM_LPAGE_MIXED_FLAG: the attributes of a 2M range are not uniform.
+void Kvm::recompute_lpage_mixed(uint64_t start, uint64_t end) {
+  for (uint64_t r = start >> 9; r <= (end - 1) >> 9 && r < lpage_.size(); r++) {
+    bool mixed = false;
+    const uint64_t lo = r << 9, hi = std::min<uint64_t>(lo + 512, nr_gfns_);
+    for (uint64_t g = lo + 1; g < hi && !mixed; g++) mixed = attr_private_[g] != attr_private_[lo];
+    lpage_[r] = mixed ? (lpage_[r] | kLpageMixed) : (lpage_[r] & ~kLpageMixed);
+  }
+}
+
+// kvm_gmem_get_pfn: the folio backing `gfn`, allocated on first use (a 2M folio when nothing
+// of its 2M range is allocated yet, else 4K). *level is the largest mapping the folio allows.
+bool Kvm::gmem_get_pfn(uint64_t gfn, uint64_t* pfn, int* level) {
+  GmemRange& r = gmem_[gfn >> 9];
+  if (r.huge_pfn != ~0ull) {
+    *pfn = r.huge_pfn + (gfn & 511);
+    *level = kPg2M;
+    return true;
+  }
+  if (r.small.empty()) {
+    uint64_t head;
+    if (host_.alloc(9, host::Use::kHost, &head)) {
+      r.huge_pfn = head;
+      *pfn = head + (gfn & 511);
+      *level = kPg2M;
+      return true;
+    }
+    r.small.assign(512, ~0ull);
+  }
+  uint64_t& p = r.small[gfn & 511];
+  if (p == ~0ull && !host_.alloc(0, host::Use::kHost, &p)) {
+    p = ~0ull;
+    return false;
+  }
+  *pfn = p;
+  *level = kPg4K;
+  return true;
+}
+
+uint64_t Kvm::gmem_pfn(uint64_t gfn) const {
+  const GmemRange& r = gmem_[gfn >> 9];
+  if (r.huge_pfn != ~0ull) return r.huge_pfn + (gfn & 511);
+  return r.small.empty() ? ~0ull : r.small[gfn & 511];
+}
+
+// Truncation frees the frames of [start, end); a 2M folio partly truncated is split first
+// (guest_memfd splits folios; KVM has already split any mapping across the boundary).
+void Kvm::gmem_truncate(uint64_t start, uint64_t end) {
+  for (uint64_t g = start; g < end;) {
+    GmemRange& r = gmem_[g >> 9];
+    const uint64_t lo = g & ~511ull, hi = lo + 512;
+    if (r.huge_pfn != ~0ull) {
+      if (g == lo && end >= hi) {
+        host_.free(r.huge_pfn, 9);
+        r.huge_pfn = ~0ull;
+        g = hi;
+        continue;
+      }
+      r.small.resize(512);
+      for (uint64_t i = 0; i < 512; i++) r.small[i] = r.huge_pfn + i;
+      r.huge_pfn = ~0ull;
+    }
+    if (!r.small.empty() && r.small[g & 511] != ~0ull) {
+      host_.free(r.small[g & 511], 0);
+      r.small[g & 511] = ~0ull;
+    }
+    g++;
+  }
+}
+
+void Kvm::on_tlb_flush(const tdx::Td& td, int vcpu) {
+  if (observer_) observer_->on_tlb_flush(td, vcpu);
+}
+void Kvm::on_call(const char* name, const tdx::Regs& in, const tdx::Regs& out) {
+  if (observer_) observer_->on_call(name, in, out);
+}
+bool Kvm::interrupt_pending(const char* where) {
+  return observer_ && observer_->interrupt_pending(where);
+}
+
+bool Kvm::mirror_leaf(uint64_t gfn, uint64_t* spte, int* level) const {
+  const KvmMmuPage* p = sps_[root_].get();
+  for (;;) {
+    const uint64_t s = p->spt[(gfn >> (9 * (p->level - 1))) & 511].load(std::memory_order_relaxed);
+    if (!is_shadow_present(s)) return false;
+    if (is_last_spte(s, p->level)) {
+      *spte = s;
+      *level = p->level;
+      return true;
+    }
+    p = sps_[spte_pfn(s)].get();
+  }
+}
+
+}  // namespace kvm

@@ -1,0 +1,283 @@
+// The KVM model: struct kvm / kvm_tdx, the TDP-MMU mirror tables with the TDX hooks, the vCPU
+// run loop and the EPT-violation handler (spec: kvm-tdx.md; baseline: the TDX huge-page RFC v2
+// series on 6.16). Function names follow the kernel's so that a report points at the real code.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sim/check/violation.h"
+#include "sim/host/pages.h"
+#include "sim/kvm/spte.h"
+#include "sim/tdx/module.h"
+
+namespace kvm {
+
+// ---- bug zoo -------------------------------------------------------------------------------
+enum class Bug : uint8_t {
+#define BUG(name, property, interleaving, help) name,
+#include "sim/kvm/bugs.def"
+#undef BUG
+  kCount
+};
+struct BugInfo {
+  std::string_view name, property;
+  bool needs_interleaving;
+  std::string_view help;
+};
+const BugInfo& bug_info(Bug b);
+std::optional<Bug> find_bug(std::string_view name);
+using BugSet = uint32_t;
+inline constexpr BugSet bug_bit(Bug b) {
+  return 1u << static_cast<unsigned>(b);
+}
+// Parses "a,b,c"; on an unknown name returns false and names it in *bad.
+bool parse_bugs(std::string_view list, BugSet* out, std::string* bad);
+// TDXSIM_BUGS from the environment (empty when unset). Unknown names are fatal for the caller.
+bool bugs_from_env(BugSet* out, std::string* bad);
+
+// ---- options -------------------------------------------------------------------------------
+struct Options {
+#define OPTION(name, def, help) uint64_t name = def;
+#include "sim/kvm/options.def"
+#undef OPTION
+  BugSet bugs = 0;
+  bool has(Bug b) const {
+    return bugs & bug_bit(b);
+  }
+  bool set(std::string_view name, uint64_t value);
+  static std::string help();
+};
+
+// ---- errno and fault results ---------------------------------------------------------------
+inline constexpr int kEINTR = 4, kEIO = 5, kEAGAIN = 11, kENOMEM = 12, kEFAULT = 14, kEBUSY = 16,
+                     kEINVAL = 22, kEOPNOTSUPP = 95;
+const char* errno_name(int e);  // "EIO" for 5 or -5; "ok" for 0
+enum RetPf : int {
+  RET_PF_CONTINUE = 0,
+  RET_PF_RETRY = 1,
+  RET_PF_EMULATE = 2,
+  RET_PF_WRITE_PROTECTED = 3,
+  RET_PF_INVALID = 4,
+  RET_PF_FIXED = 5,
+  RET_PF_SPURIOUS = 6,
+};
+
+enum class TdState : uint8_t { UNINITIALIZED, INITIALIZED, RUNNABLE };
+
+// kvm->mmu_lock (rwlock) and slots_lock, with lockdep-style assertions.
+struct RwLock {
+  int readers = 0;
+  bool writer = false;
+};
+enum class LockNeed : uint8_t { kRead, kWrite, kAny };
+
+// struct kvm_mmu_page: one mirror page table.
+struct KvmMmuPage {
+  int level = 0;              // level of the SPTEs in this table (1 = 4K PTEs)
+  uint64_t gfn = 0;           // first GFN covered
+  uint64_t external_spt = 0;  // HPA of the page given to the TDX module (0: root, or consumed)
+  bool external_spt_leaked = false;
+  std::array<std::atomic<uint64_t>, 512> spt;
+  KvmMmuPage() {
+    for (auto& s : spt) s.store(kShadowNonpresent, std::memory_order_relaxed);
+  }
+};
+
+// lpage_info flags for one 2M range (kvm-tdx.md §1.9).
+inline constexpr uint32_t kLpageMixed = 1u << 31;
+inline constexpr uint32_t kLpageGuestInhibit = 1u << 30;
+
+struct VcpuState {
+  uint64_t kicks = 0;  // KVM_REQ_OUTSIDE_GUEST_MODE IPIs this vCPU acknowledged
+};
+
+// Everything KVM_BUG_ON recorded: the first one is the report; all feed `kvm-bug-on`.
+struct BugOn {
+  std::string function, condition, status;  // status: decoded SEAMCALL status, when one caused it
+};
+
+class Kvm : public tdx::Hooks {
+ public:
+  Kvm(host::HostPages& host, tdx::Module& module, const Options& opts, int nvcpus,
+      uint64_t memory_gfns);
+  ~Kvm() override;
+
+  // ---- VM and vCPU ioctls. Return 0 or a negative errno. -------------------------------------
+  int tdx_init_mem_region(uint64_t gfn);                  // KVM_TDX_INIT_MEM_REGION, one 4K page
+  int tdx_td_finalize();                                  // KVM_TDX_FINALIZE_VM
+  int kvm_pre_fault_memory(uint64_t gfn, int max_level);  // KVM_PRE_FAULT_MEMORY (max level: ours)
+  int split_huge_page(uint64_t gfn);                      // a write-lock split trigger at GFN
+  int kvm_gmem_punch_hole(uint64_t gfn, uint64_t count);  // guest_memfd FALLOC_FL_PUNCH_HOLE (T3)
+  int kvm_vm_set_mem_attributes(uint64_t gfn, uint64_t count, bool to_private);  // T2
+  void kvm_destroy_vm();  // teardown: HKID release, reclaim
+
+  // ---- vCPU run loop -----------------------------------------------------------------------
+  // KVM_RUN until the vCPU is in guest mode. 0 when in guest; -EIO when the VM is dead.
+  int kvm_arch_vcpu_ioctl_run(int v);
+  // An asynchronous exit (host interrupt, kick acknowledgement): the vCPU leaves guest mode.
+  void vcpu_async_exit(int v);
+  // A TD exit for an EPT violation at `gpa` (type 1 ACCEPT with its info, 6 PENDING, 0 other)
+  // reached KVM: tdx_handle_exit → tdx_handle_ept_violation. Returns > 0 to resume the guest,
+  // < 0 for an error to userspace (the VM may be dead).
+  int tdx_handle_ept_violation(int v, uint64_t gpa, unsigned eeq_type, const tdx::EptExit& info);
+
+  // ---- state, for the guest, the checks and the tools -----------------------------------------
+  const Options& options() const { return opts_; }
+  tdx::Module& module() { return module_; }
+  host::HostPages& host() { return host_; }
+  uint64_t tdr() const { return tdr_; }
+  uint64_t tdvpr(int v) const;
+  int nr_vcpus() const { return static_cast<int>(vcpus_.size()); }
+  // In guest mode = inside the TD between TDH.VP.ENTER and the TD exit (the module's view).
+  bool vcpu_in_guest(int v) const;
+  uint64_t vcpu_kicks(int v) const { return vcpus_[v].kicks; }
+  uint64_t memory_gfns() const { return nr_gfns_; }
+  TdState td_state() const { return state_; }
+  bool vm_bugged() const { return vm_bugged_; }
+  bool vm_dead() const { return vm_dead_; }
+  bool hkid_assigned() const { return hkid_assigned_; }
+  bool wait_for_sept_zap() const { return wait_for_sept_zap_.load(); }
+  int64_t nr_premapped() const { return nr_premapped_; }
+  bool is_private(uint64_t gfn) const { return attr_private_[gfn]; }
+  uint32_t lpage_flags(uint64_t gfn) const { return lpage_[gfn >> 9]; }
+  const std::vector<BugOn>& bug_ons() const { return bug_ons_; }
+  const check::Violations& violations() const { return violations_; }  // lockdep, liveness
+  void add_violation(check::Violation v) { violations_.push_back(std::move(v)); }
+  const RwLock& mmu_lock() const { return mmu_lock_; }
+  bool slots_locked() const { return slots_locked_; }
+
+  // The mirror leaf covering `gfn`: its SPTE and level, or false.
+  bool mirror_leaf(uint64_t gfn, uint64_t* spte, int* level) const;
+  // Visits every present mirror SPTE: (gfn, level, spte, is_leaf, external_spt of the child).
+  template <typename F>
+  void for_each_mirror_spte(F&& f) const {
+    walk_visit(root_, f);
+  }
+  KvmMmuPage* sp(uint64_t index) const { return sps_[index].get(); }
+  // The folio frame backing `gfn` in guest_memfd, or ~0 when none is allocated.
+  uint64_t gmem_pfn(uint64_t gfn) const;
+
+  // Hooks from the module (TLB flushes are forwarded to whoever models the guest TLB).
+  void on_tlb_flush(const tdx::Td& td, int vcpu) override;
+  void on_call(const char* name, const tdx::Regs& in, const tdx::Regs& out) override;
+  bool interrupt_pending(const char* where) override;
+  void yield(const char* where) override {
+    if (observer_) observer_->yield(where);
+  }
+  void set_observer(tdx::Hooks* h) { observer_ = h; }
+
+  // KVM_BUG_ON(cond): marks the VM bugged and dead, records the site, returns cond.
+  bool KVM_BUG_ON(bool cond, const char* function, const char* condition, uint64_t status = 0,
+                  bool has_status = false);
+
+ private:
+  // tdp_mmu.cc
+  int kvm_tdp_mmu_map(int v, uint64_t gfn, int max_level);
+  int kvm_mmu_hugepage_adjust(uint64_t gfn, int max_level);
+  int tdp_mmu_set_spte_atomic(std::atomic<uint64_t>* sptep, uint64_t gfn, uint64_t old_spte,
+                              uint64_t new_spte, int level);
+  int set_external_spte_present(std::atomic<uint64_t>* sptep, uint64_t gfn, uint64_t old_spte,
+                                uint64_t new_spte, int level);
+  void tdp_mmu_set_spte(std::atomic<uint64_t>* sptep, uint64_t gfn, uint64_t old_spte,
+                        uint64_t new_spte, int level);
+  void handle_changed_spte(uint64_t gfn, uint64_t old_spte, uint64_t new_spte, int level,
+                           bool shared);
+  void handle_removed_pt(uint64_t sp_index, bool shared);
+  void remove_external_spte(uint64_t gfn, uint64_t old_spte, int level);
+  bool tdp_mmu_zap_leafs(uint64_t start, uint64_t end);
+  int tdp_mmu_split_huge_pages_root(uint64_t start, uint64_t end, bool only_cross_boundary,
+                                    bool shared, bool* flush);
+  int tdp_mmu_split_huge_page(std::atomic<uint64_t>* sptep, uint64_t gfn, int level,
+                              uint64_t sp_index, bool shared);
+  int kvm_split_cross_boundary_leafs(uint64_t start, uint64_t end, bool shared);
+  uint64_t tdp_mmu_alloc_sp(int level, uint64_t gfn, bool with_external_spt);
+  void tdp_mmu_free_sp(uint64_t index);
+  void zap_root_at_teardown();
+  template <typename F>
+  void walk_visit(uint64_t sp_index, F& f) const;
+
+  // tdx.cc — the TDX hooks and their helpers.
+  int tdx_sept_link_private_spt(uint64_t gfn, int level, uint64_t external_spt);
+  int tdx_sept_set_private_spte(uint64_t gfn, int level, uint64_t pfn);
+  int tdx_sept_remove_private_spte(uint64_t gfn, int level, uint64_t pfn);
+  int tdx_sept_zap_private_spte(uint64_t gfn, int level);
+  void tdx_track();
+  int tdx_sept_drop_private_spte(uint64_t gfn, int level, uint64_t pfn);
+  int tdx_sept_free_private_spt(uint64_t gfn, int level, uint64_t external_spt);
+  int tdx_sept_split_private_spt(uint64_t gfn, int level, uint64_t external_spt, bool shared);
+  int tdx_spte_demote_private_spte(uint64_t gfn, int level, uint64_t external_spt);
+  void tdx_no_vcpus_enter_start();
+  void tdx_no_vcpus_enter_stop();
+  void kvm_make_all_cpus_request_outside_guest_mode();
+  int tdx_check_accept_level(int v, uint64_t gfn, const tdx::EptExit& info);
+  tdx::Regs seamcall(tdx::Leaf leaf, uint64_t rcx, uint64_t rdx = 0, uint64_t r8 = 0,
+                     uint64_t r9 = 0);
+  // A SEAMCALL with KVM's retry rule: on BUSY, no-vCPUs-enter retry once (kvm-tdx.md §4).
+  tdx::Regs seamcall_retry(tdx::Leaf leaf, uint64_t rcx, uint64_t rdx = 0, uint64_t r8 = 0);
+  uint64_t gpa_rcx(uint64_t gfn, int level) const {
+    return ((gfn << 12) & ~(pages_per(level) * 4096 - 1)) | static_cast<uint64_t>(tdx_level(level));
+  }
+
+  // kvm.cc — locks, attributes, lpage_info, guest_memfd.
+  void lockdep_assert(LockNeed need, const char* function);
+  void mmu_write_lock();
+  void mmu_write_unlock();
+  void mmu_read_lock();
+  void mmu_read_unlock();
+  int tdx_max_private_level() const;
+  void recompute_lpage_mixed(uint64_t start, uint64_t end);
+  bool gmem_get_pfn(uint64_t gfn, uint64_t* pfn, int* max_order_level);
+  void gmem_truncate(uint64_t start, uint64_t end);
+  void kvm_vm_dead_();
+
+  host::HostPages& host_;
+  tdx::Module& module_;
+  Options opts_;
+  tdx::Hooks* observer_ = nullptr;
+  uint64_t tdr_ = 0;
+  uint64_t nr_gfns_;
+  TdState state_ = TdState::INITIALIZED;
+  bool hkid_assigned_ = true;
+  bool vm_bugged_ = false, vm_dead_ = false;
+  bool pre_fault_allowed_ = false;
+  std::atomic<bool> wait_for_sept_zap_{false};
+  int64_t nr_premapped_ = 0;
+  RwLock mmu_lock_;
+  bool slots_locked_ = false;
+  std::vector<uint8_t> attr_private_;  // per GFN: 1 = private (the initial attribute)
+  std::vector<uint32_t> lpage_;        // per 2M range: MIXED / GUEST_INHIBIT flags
+  // guest_memfd: per 2M range, a 2M folio (head pfn) or per-GFN 4K folios.
+  struct GmemRange {
+    uint64_t huge_pfn = ~0ull;
+    std::vector<uint64_t> small;  // 512 entries, ~0 = hole
+  };
+  std::vector<GmemRange> gmem_;
+  std::vector<std::unique_ptr<KvmMmuPage>> sps_;  // registry; index 0 unused
+  std::vector<uint64_t> free_sp_slots_;
+  uint64_t root_ = 0;
+  std::vector<VcpuState> vcpus_;
+  std::vector<BugOn> bug_ons_;
+  check::Violations violations_;
+};
+
+template <typename F>
+void Kvm::walk_visit(uint64_t sp_index, F& f) const {
+  const KvmMmuPage* p = sps_[sp_index].get();
+  for (uint64_t i = 0; i < 512; i++) {
+    const uint64_t s = p->spt[i].load(std::memory_order_relaxed);
+    if (!is_shadow_present(s)) continue;
+    const uint64_t gfn = p->gfn + i * pages_per(p->level);
+    const bool leaf = is_last_spte(s, p->level);
+    f(gfn, p->level, s, leaf, leaf ? 0 : sps_[spte_pfn(s)]->external_spt);
+    if (!leaf) walk_visit(spte_pfn(s), f);
+  }
+}
+
+}  // namespace kvm

@@ -1,0 +1,306 @@
+// The TDP MMU on the mirror root (arch/x86/kvm/mmu/tdp_mmu.c as the v2 series has it):
+// fault-path mapping under the read lock with the FROZEN protocol, write-lock updates,
+// removal of page tables, precise zap and the cross-boundary split (kvm-tdx.md §2.A-§2.C).
+#include "sim/kvm/kvm.h"
+
+namespace kvm {
+
+uint64_t Kvm::tdp_mmu_alloc_sp(int level, uint64_t gfn, bool with_external_spt) {
+  uint64_t ext = 0;
+  if (with_external_spt) {
+    uint64_t pfn;
+    if (!host_.alloc(0, host::Use::kHost, &pfn)) return 0;  // -ENOMEM for the caller
+    ext = pfn << 12;
+  }
+  uint64_t index;
+  if (!free_sp_slots_.empty()) {
+    index = free_sp_slots_.back();
+    free_sp_slots_.pop_back();
+  } else {
+    index = sps_.size();
+    sps_.emplace_back();
+  }
+  sps_[index] = std::make_unique<KvmMmuPage>();
+  sps_[index]->level = level;
+  sps_[index]->gfn = gfn;
+  sps_[index]->external_spt = ext;
+  return index;
+}
+
+// tdp_mmu_free_sp: the external_spt goes back to the host unless it was leaked on purpose.
+void Kvm::tdp_mmu_free_sp(uint64_t index) {
+  KvmMmuPage* p = sps_[index].get();
+  if (p->external_spt && !p->external_spt_leaked) host_.free(p->external_spt >> 12, 0);
+  sps_[index].reset();
+  free_sp_slots_.push_back(index);
+}
+
+// kvm_mmu_hugepage_adjust's inputs, for a private fault (§1.9).
+int Kvm::kvm_mmu_hugepage_adjust(uint64_t gfn, int max_level) {
+  int level = std::min(max_level, tdx_max_private_level());
+  if (level >= kPg2M && (lpage_[gfn >> 9] & (kLpageMixed | kLpageGuestInhibit))) level = kPg4K;
+  if (level >= kPg2M && ((gfn & ~511ull) + 512 > nr_gfns_)) level = kPg4K;
+  return level;
+}
+
+// kvm_tdp_mmu_map under the read lock (§2.A core step 3).
+int Kvm::kvm_tdp_mmu_map(int v, uint64_t gfn, int goal_level) {
+  (void)v;
+  lockdep_assert(LockNeed::kRead, "kvm_tdp_mmu_map");
+  uint64_t index = root_;
+  for (int level = kRootLevel;; level--) {
+    KvmMmuPage* p = sps_[index].get();
+    std::atomic<uint64_t>* sptep = &p->spt[(gfn >> (9 * (level - 1))) & 511];
+    const uint64_t base = gfn & ~(pages_per(level) - 1);
+    uint64_t spte = sptep->load(std::memory_order_acquire);
+    if (is_frozen(spte)) return RET_PF_RETRY;
+    // v2 patch 07 (disallowed_hugepage_adjust): never replace a mirror page table by a huge leaf.
+    if (level == goal_level && is_shadow_present(spte) && !is_last_spte(spte, level)) goal_level--;
+    if (level == goal_level) {
+      if (is_leaf(spte, level)) return RET_PF_SPURIOUS;
+      uint64_t pfn;
+      int folio_level;
+      if (!gmem_get_pfn(base, &pfn, &folio_level)) return -kENOMEM;
+      if (folio_level < level) return RET_PF_RETRY;  // cannot happen: hugepage_adjust capped it
+      return tdp_mmu_set_spte_atomic(sptep, base, spte, make_leaf_spte(pfn, level), level)
+                 ? RET_PF_RETRY
+                 : RET_PF_FIXED;
+    }
+    if (is_shadow_present(spte) && !is_large(spte)) {
+      index = spte_pfn(spte);
+      continue;
+    }
+    // A missing table, or a huge leaf above the goal: a new child page table.
+    const uint64_t child = tdp_mmu_alloc_sp(level - 1, base, true);
+    if (!child) return -kENOMEM;
+    int r;
+    if (is_shadow_present(spte)) {
+      r = tdp_mmu_split_huge_page(sptep, base, level, child, /*shared=*/true);  // T4
+    } else {
+      r = tdp_mmu_set_spte_atomic(sptep, base, spte, make_nonleaf_spte(child), level);  // link
+    }
+    if (r) {
+      tdp_mmu_free_sp(child);
+      return RET_PF_RETRY;
+    }
+    index = child;
+  }
+}
+
+// tdp_mmu_set_spte_atomic → __tdp_mmu_set_spte_atomic (§2.A core step 4).
+int Kvm::tdp_mmu_set_spte_atomic(std::atomic<uint64_t>* sptep, uint64_t gfn, uint64_t old_spte,
+                                 uint64_t new_spte, int level) {
+  lockdep_assert(LockNeed::kRead, "tdp_mmu_set_spte_atomic");
+  if (!is_frozen(new_spte) && KVM_BUG_ON(!is_shadow_present(new_spte), "__tdp_mmu_set_spte_atomic",
+                                         "atomic zapping is not allowed on mirror roots"))
+    return -kEBUSY;
+  int r = set_external_spte_present(sptep, gfn, old_spte, new_spte, level);
+  if (r) return r;
+  handle_changed_spte(gfn, old_spte, new_spte, level, /*shared=*/true);
+  return 0;
+}
+
+int Kvm::set_external_spte_present(std::atomic<uint64_t>* sptep, uint64_t gfn, uint64_t old_spte,
+                                   uint64_t new_spte, int level) {
+  const bool was_present = is_shadow_present(old_spte);
+  const bool new_leaf = is_last_spte(new_spte, level);
+  // v2: !present → present (leaf or table), or present leaf → table (a split).
+  KVM_BUG_ON(was_present && !(is_last_spte(old_spte, level) && !new_leaf),
+             "set_external_spte_present",
+             "transition is neither !present->present nor leaf->non-leaf");
+  // Freeze the SPTE for the duration of the SEAMCALL (FROZEN protocol, §5.2).
+  if (opts_.has(Bug::plain_spte_store_read_lock)) {
+    sptep->store(kFrozenSpte, std::memory_order_relaxed);  // bug zoo: no cmpxchg
+  } else {
+    uint64_t expected = old_spte;
+    if (!sptep->compare_exchange_strong(expected, kFrozenSpte, std::memory_order_acq_rel))
+      return -kEBUSY;
+  }
+  yield("spte-frozen");
+  int r;
+  if (!was_present && new_leaf) {
+    r = tdx_sept_set_private_spte(gfn, level, spte_pfn(new_spte));
+  } else {
+    const uint64_t ext = sps_[spte_pfn(new_spte)]->external_spt;
+    KVM_BUG_ON(!ext, "set_external_spte_present", "non-leaf SPTE without external_spt");
+    r = was_present ? tdx_sept_split_private_spt(gfn, level, ext, /*shared=*/true)
+                    : tdx_sept_link_private_spt(gfn, level, ext);
+  }
+  sptep->store(r ? old_spte : new_spte, std::memory_order_release);
+  yield("spte-unfrozen");
+  return r;
+}
+
+// tdp_mmu_set_spte under the write lock (§2.B B2, v2 patch 09): mirror first, then the hook.
+void Kvm::tdp_mmu_set_spte(std::atomic<uint64_t>* sptep, uint64_t gfn, uint64_t old_spte,
+                           uint64_t new_spte, int level) {
+  lockdep_assert(LockNeed::kWrite, "tdp_mmu_set_spte");
+  KVM_BUG_ON(is_frozen(old_spte) || is_frozen(new_spte), "tdp_mmu_set_spte",
+             "WARN: old or new SPTE is FROZEN");
+  sptep->store(new_spte, std::memory_order_release);
+  handle_changed_spte(gfn, old_spte, new_spte, level, /*shared=*/false);
+  if (!is_shadow_present(new_spte)) {
+    remove_external_spte(gfn, old_spte, level);
+  } else if (is_leaf(old_spte, level) && !is_last_spte(new_spte, level)) {
+    const uint64_t ext = sps_[spte_pfn(new_spte)]->external_spt;
+    // split_external_spt: its return value is ignored (§7.3); TDX has bugged the VM on failure.
+    if (!KVM_BUG_ON(!ext, "split_external_spt", "new SPTE has no external_spt"))
+      tdx_sept_split_private_spt(gfn, level, ext, /*shared=*/false);
+  } else {
+    KVM_BUG_ON(true, "tdp_mmu_set_spte",
+               "mirror SPTE change is neither a removal nor leaf->non-leaf");
+  }
+}
+
+void Kvm::handle_changed_spte(uint64_t gfn, uint64_t old_spte, uint64_t new_spte, int level,
+                              bool shared) {
+  (void)gfn;
+  const bool was_leaf = is_leaf(old_spte, level), is_leaf_now = is_leaf(new_spte, level);
+  if (was_leaf && is_leaf_now && spte_pfn(old_spte) != spte_pfn(new_spte))
+    KVM_BUG_ON(true, "handle_changed_spte",
+               "BUG: present leaf replaced by a leaf with another PFN");
+  // A page table that went away (its SPTE no longer points to it): tear it down.
+  if (is_shadow_present(old_spte) && !is_last_spte(old_spte, level) &&
+      (!is_shadow_present(new_spte) || spte_pfn(new_spte) != spte_pfn(old_spte) ||
+       is_last_spte(new_spte, level)))
+    handle_removed_pt(spte_pfn(old_spte), shared);
+}
+
+// handle_removed_pt (§2.B B4): children first, then the table's external page.
+void Kvm::handle_removed_pt(uint64_t index, bool shared) {
+  KVM_BUG_ON(shared, "handle_removed_pt", "mirror page table removed under the shared mmu_lock");
+  KvmMmuPage* p = sps_[index].get();
+  for (uint64_t i = 0; i < 512; i++) {
+    const uint64_t old = p->spt[i].load(std::memory_order_relaxed);
+    if (!is_shadow_present(old)) continue;
+    const uint64_t gfn = p->gfn + i * pages_per(p->level);
+    p->spt[i].store(kFrozenSpte, std::memory_order_relaxed);
+    handle_changed_spte(gfn, old, kFrozenSpte, p->level, shared);
+    remove_external_spte(gfn, old, p->level);
+  }
+  if (p->external_spt && tdx_sept_free_private_spt(p->gfn, p->level + 1, p->external_spt)) {
+    // WARN: leak the page rather than hand encrypted memory back to the kernel.
+    violations_.push_back(
+        {"kvm-bug-on", "handle_removed_pt", "WARN: free_external_spt failed; external_spt leaked"});
+    p->external_spt_leaked = true;
+  }
+  tdp_mmu_free_sp(index);
+}
+
+void Kvm::remove_external_spte(uint64_t gfn, uint64_t old_spte, int level) {
+  if (!is_leaf(old_spte, level)) return;  // tables: free_external_spt
+  lockdep_assert(LockNeed::kWrite, "remove_external_spte");
+  int r = tdx_sept_remove_private_spte(gfn, level, spte_pfn(old_spte));
+  KVM_BUG_ON(r != 0, "remove_external_spte", "ret");
+}
+
+// tdp_mmu_zap_leafs (§2.B B1): every present leaf overlapping [start, end), at any level; a
+// huge leaf only partly inside is zapped entirely (callers split first).
+bool Kvm::tdp_mmu_zap_leafs(uint64_t start, uint64_t end) {
+  lockdep_assert(LockNeed::kWrite, "tdp_mmu_zap_leafs");
+  bool flush = false;
+  struct Frame {
+    uint64_t index;
+    uint64_t i;
+  };
+  std::vector<Frame> stack{{root_, 0}};
+  while (!stack.empty()) {
+    Frame& f = stack.back();
+    KvmMmuPage* p = sps_[f.index].get();
+    if (f.i == 512) {
+      stack.pop_back();
+      continue;
+    }
+    const uint64_t i = f.i++;
+    const uint64_t gfn = p->gfn + i * pages_per(p->level);
+    if (gfn >= end || gfn + pages_per(p->level) <= start) continue;
+    const uint64_t s = p->spt[i].load(std::memory_order_relaxed);
+    if (!is_shadow_present(s)) continue;
+    if (!is_last_spte(s, p->level)) {
+      stack.push_back({spte_pfn(s), 0});
+      continue;
+    }
+    tdp_mmu_set_spte(&p->spt[i], gfn, s, kShadowNonpresent, p->level);
+    flush = true;
+    yield("zap-leaf");
+  }
+  return flush;
+}
+
+// tdp_mmu_split_huge_page: the child table filled from the huge SPTE, then linked.
+int Kvm::tdp_mmu_split_huge_page(std::atomic<uint64_t>* sptep, uint64_t gfn, int level,
+                                 uint64_t index, bool shared) {
+  const uint64_t huge = sptep->load(std::memory_order_acquire);
+  KvmMmuPage* child = sps_[index].get();
+  for (uint64_t i = 0; i < 512; i++)
+    child->spt[i].store(make_leaf_spte(spte_pfn(huge) + i * pages_per(level - 1), level - 1),
+                        std::memory_order_relaxed);
+  const uint64_t table = make_nonleaf_spte(index);
+  if (shared) return tdp_mmu_set_spte_atomic(sptep, gfn, huge, table, level);
+  tdp_mmu_set_spte(sptep, gfn, huge, table, level);
+  return 0;
+}
+
+// tdp_mmu_split_huge_pages_root (§2.C C0 step 1), levels >= 2M, pre-order.
+int Kvm::tdp_mmu_split_huge_pages_root(uint64_t start, uint64_t end, bool only_cross_boundary,
+                                       bool shared, bool* flush) {
+  for (int level = kRootLevel - 1; level >= kPg2M; level--) {
+    const uint64_t step = pages_per(level);
+    for (uint64_t gfn = start & ~(step - 1); gfn < end; gfn += step) {
+    restart:
+      uint64_t spte;
+      int leaf_level;
+      if (!mirror_leaf(gfn, &spte, &leaf_level) || leaf_level != level) continue;
+      if (only_cross_boundary && gfn >= start && gfn + step <= end) continue;
+      // Allocation drops the lock (GFP_KERNEL_ACCOUNT), then the walk restarts here.
+      shared ? mmu_read_unlock() : mmu_write_unlock();
+      const uint64_t index = tdp_mmu_alloc_sp(level - 1, gfn, true);
+      shared ? mmu_read_lock() : mmu_write_lock();
+      if (!index) return -kENOMEM;
+      uint64_t again;
+      int again_level;
+      if (!mirror_leaf(gfn, &again, &again_level) || again_level != level) {
+        tdp_mmu_free_sp(index);
+        goto restart;
+      }
+      // The SPTE slot of the huge leaf.
+      KvmMmuPage* p = sps_[root_].get();
+      std::atomic<uint64_t>* sptep = nullptr;
+      for (int l = kRootLevel; l >= level; l--) {
+        sptep = &p->spt[(gfn >> (9 * (l - 1))) & 511];
+        if (l > level) p = sps_[spte_pfn(sptep->load())].get();
+      }
+      if (tdp_mmu_split_huge_page(sptep, gfn, level, index, shared)) {
+        tdp_mmu_free_sp(index);
+        goto restart;
+      }
+      *flush = true;
+    }
+  }
+  return 0;
+}
+
+// kvm_split_cross_boundary_leafs (v2 patch 12) for the mirror root.
+int Kvm::kvm_split_cross_boundary_leafs(uint64_t start, uint64_t end, bool shared) {
+  bool flush = false;
+  int r = tdp_mmu_split_huge_pages_root(start, end, /*only_cross_boundary=*/true, shared, &flush);
+  if (opts_.v2_split_bool_return) {
+    // §7.4: the v2 wrapper keeps the result in a bool, so -ENOMEM reads as 1 ("flush needed").
+    bool ret = r < 0 ? true : flush;
+    return ret;
+  }
+  return r < 0 ? r : flush;
+}
+
+// Teardown: every SPTE of the root is zapped with tdp_mmu_set_spte; handle_removed_pt takes
+// the tables apart bottom-up (leaves reclaimed, then each table's S-EPT page).
+void Kvm::zap_root_at_teardown() {
+  KvmMmuPage* root = sps_[root_].get();
+  for (uint64_t i = 0; i < 512; i++) {
+    const uint64_t s = root->spt[i].load(std::memory_order_relaxed);
+    if (is_shadow_present(s))
+      tdp_mmu_set_spte(&root->spt[i], i * pages_per(kRootLevel), s, kShadowNonpresent, kRootLevel);
+  }
+}
+
+}  // namespace kvm

@@ -1,0 +1,97 @@
+// The vCPU side: the run loop (tdx_vcpu_run), exits, and the EPT-violation handler with its
+// local retry and the v2 accept-level split (kvm-tdx.md §2.A A1, §2.C T1, §2.F F1).
+#include "sim/kvm/kvm.h"
+
+namespace kvm {
+
+using tdx::Leaf;
+
+int Kvm::kvm_arch_vcpu_ioctl_run(int v) {
+  if (vm_dead_) return -kEIO;
+  if (state_ != TdState::RUNNABLE) return -kEINVAL;  // tdx_vcpu_pre_run
+  if (vcpu_in_guest(v)) return 0;
+  for (uint64_t tries = 0;; tries++) {
+    if (tries > opts_.local_retry_limit) {
+      violations_.push_back({"liveness", "tdx_vcpu_run",
+                             "vCPU " + std::to_string(v) + " could not enter the guest after " +
+                                 std::to_string(tries) + " attempts" +
+                                 (wait_for_sept_zap_.load() ? " (wait_for_sept_zap is set)" : "")});
+      return -kEINTR;
+    }
+    if (vm_dead_) return -kEIO;
+    // The no-vCPUs-enter flag: return to the run loop without TDH.VP.ENTER.
+    if (wait_for_sept_zap_.load()) {
+      yield("vcpu-run-fastpath");
+      continue;
+    }
+    yield("vcpu-enter");
+    tdx::Regs r = seamcall(Leaf::VP_ENTER, tdvpr(v));
+    if (r.rax == 0) return 0;
+    // BUSY (a TRACK holds the epoch lock, or the zero-step filter met the tree lock): fastpath
+    // EXIT_HANDLED, so a pending kick can be acknowledged; try again.
+    if (tdx::is_busy(r.rax)) continue;
+    if (r.rax == tdx::kExitReasonEptViolation) {  // the zero-step filter's synthetic exit
+      int h = tdx_handle_ept_violation(v, r.r8, 0, {});
+      if (h < 0) return h;
+      continue;
+    }
+    return -kEIO;  // TDX_ERROR: an internal-error exit to userspace
+  }
+}
+
+void Kvm::vcpu_async_exit(int v) {
+  module_.td_exit(tdvpr(v));  // no-op when not in guest mode
+}
+
+// tdx_check_accept_level (v2 patch 14, T1): the guest accepted at a smaller size than KVM
+// mapped. Split under the write lock, then inhibit huge mappings above the accept level.
+int Kvm::tdx_check_accept_level(int v, uint64_t gfn, const tdx::EptExit& info) {
+  (void)v;
+  if (!info.accept || gfn >= nr_gfns_) return 0;
+  const int accept_level = info.requested_level + 1;
+  // Mappings never exceed 2M here, so only a 4K accept needs a split (and the 1G inhibit a
+  // 2M accept would set has no effect on this model).
+  if (accept_level != kPg4K) return 0;
+  if (lpage_[gfn >> 9] & kLpageGuestInhibit) return 0;  // checked without mmu_lock: one-way bit
+  mmu_write_lock();
+  int r = kvm_split_cross_boundary_leafs(gfn, gfn + 1, /*shared=*/false);
+  if (r && (r < 0 || opts_.v2_accept_split_early_return)) {
+    // §7.5: v2 returns here even for "flush needed" (1); the guest re-executes ACCEPT and the
+    // inhibit bit is set on the next exit.
+    mmu_write_unlock();
+    return r;
+  }
+  lpage_[gfn >> 9] |= kLpageGuestInhibit;
+  mmu_write_unlock();
+  return 0;
+}
+
+int Kvm::tdx_handle_ept_violation(int v, uint64_t gpa, unsigned eeq_type,
+                                  const tdx::EptExit& info) {
+  const uint64_t gfn = gpa >> 12;
+  if (gpa & tdx::kSharedBit) return 1;  // shared EPT: not modelled
+  if (eeq_type == 6) {
+    // PENDING_EPT_VIOLATION: the guest touched a page before accepting it (SEPT_VE_DISABLE).
+    kvm_vm_dead_();
+    return -kEIO;
+  }
+  if (tdx_check_accept_level(v, gfn, info)) return RET_PF_RETRY;
+  if (gfn >= nr_gfns_) return -kEFAULT;  // no memslot: KVM_EXIT_MEMORY_FAULT
+  int r = RET_PF_RETRY;
+  for (uint64_t tries = 0; tries <= opts_.local_retry_limit; tries++) {
+    if (!attr_private_[gfn]) return -kEFAULT;  // private fault on a shared GFN
+    uint64_t pfn;
+    int folio_level;
+    if (!gmem_get_pfn(gfn, &pfn, &folio_level)) return -kENOMEM;
+    const int goal = std::min(kvm_mmu_hugepage_adjust(gfn, kPg2M), folio_level);
+    mmu_read_lock();
+    r = kvm_tdp_mmu_map(v, gfn, goal);
+    mmu_read_unlock();
+    if (r != RET_PF_RETRY) break;
+    if (vm_dead_) return -kEIO;  // KVM_REQ_VM_DEAD pending
+    yield("ept-violation-local-retry");
+  }
+  return r;
+}
+
+}  // namespace kvm

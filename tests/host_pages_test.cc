@@ -1,0 +1,181 @@
+// Host page ledger (sim/host/pages.h): allocation shape, exhaustion, and the ownership
+// violations it records instead of aborting.
+#include "sim/host/pages.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace host {
+namespace {
+
+constexpr uint64_t kBase = 0x100000;  // 1G-aligned, like the module fixture
+
+bool has_violation(const HostPages& h, const std::string& needle) {
+  for (const auto& v : h.violations())
+    if (v.find(needle) != std::string::npos) return true;
+  return false;
+}
+
+TEST(HostPages, TwoMegAllocationIsAlignedAndContiguousFromTheBottom) {
+  HostPages h(kBase, 4 * kPagesPer2M);
+  uint64_t a, b;
+  ASSERT_TRUE(h.alloc(9, Use::kModule, &a));
+  ASSERT_TRUE(h.alloc(9, Use::kModule, &b));
+  EXPECT_EQ(0u, a % kPagesPer2M);
+  EXPECT_EQ(0u, b % kPagesPer2M);
+  EXPECT_EQ(kBase, a);  // the lowest 2M blocks serve 2M requests
+  EXPECT_EQ(kBase + kPagesPer2M, b);
+  for (uint64_t i = 0; i < kPagesPer2M; i++) EXPECT_EQ(Use::kModule, h.use(a + i));
+  EXPECT_EQ(2 * kPagesPer2M, h.in_use());
+  EXPECT_TRUE(h.violations().empty());
+}
+
+TEST(HostPages, FourKAllocationComesFromTheTopWithJunkContent) {
+  HostPages h(kBase, 2 * kPagesPer2M);
+  uint64_t p;
+  ASSERT_TRUE(h.alloc(0, Use::kHost, &p));
+  EXPECT_EQ(kBase + 2 * kPagesPer2M - 1, p);
+  EXPECT_EQ(Use::kHost, h.use(p));
+  EXPECT_EQ(HostPages::junk(p), h.content(p));
+  EXPECT_EQ(1u, h.in_use());
+}
+
+TEST(HostPages, ReallocatedFrameGetsFreshJunk) {
+  HostPages h(kBase, kPagesPer2M);
+  uint64_t p, q;
+  ASSERT_TRUE(h.alloc(0, Use::kHost, &p));
+  h.content(p) = 0;
+  h.free(p, 0);
+  ASSERT_TRUE(h.alloc(0, Use::kHost, &q));
+  EXPECT_EQ(p, q);
+  EXPECT_EQ(HostPages::junk(q), h.content(q));  // a missing zeroing must stay visible
+}
+
+TEST(HostPages, TwoMegAllocationSkipsBlocksHolding4KPages) {
+  HostPages h(kBase, 2 * kPagesPer2M);
+  uint64_t p, q, big;
+  ASSERT_TRUE(h.alloc(0, Use::kHost, &p));      // top block
+  ASSERT_TRUE(h.alloc(9, Use::kModule, &big));  // bottom block
+  EXPECT_EQ(kBase, big);
+  EXPECT_FALSE(h.alloc(9, Use::kModule, &q));  // the top block is partly used
+  EXPECT_TRUE(h.alloc(0, Use::kHost, &q));     // but 4K still fits there
+  EXPECT_TRUE(h.violations().empty());
+}
+
+TEST(HostPages, AllocationExhaustion) {
+  HostPages h(kBase, kPagesPer2M);
+  uint64_t p;
+  for (uint64_t i = 0; i < kPagesPer2M; i++) ASSERT_TRUE(h.alloc(0, Use::kHost, &p)) << i;
+  EXPECT_EQ(kPagesPer2M, h.in_use());
+  EXPECT_FALSE(h.alloc(0, Use::kHost, &p));
+  EXPECT_FALSE(h.alloc(9, Use::kHost, &p));
+  h.free(kBase + 7, 0);
+  ASSERT_TRUE(h.alloc(0, Use::kHost, &p));
+  EXPECT_EQ(kBase + 7, p);
+  EXPECT_TRUE(h.violations().empty());
+}
+
+TEST(HostPages, TwoMegExhaustionAndReuseAfterFree) {
+  HostPages h(kBase, 2 * kPagesPer2M);
+  uint64_t a, b, c;
+  ASSERT_TRUE(h.alloc(9, Use::kHost, &a));
+  ASSERT_TRUE(h.alloc(9, Use::kHost, &b));
+  EXPECT_FALSE(h.alloc(9, Use::kHost, &c));
+  EXPECT_FALSE(h.alloc(0, Use::kHost, &c));
+  h.free(a, 9);
+  ASSERT_TRUE(h.alloc(9, Use::kHost, &c));
+  EXPECT_EQ(a, c);
+  EXPECT_TRUE(h.violations().empty());
+}
+
+TEST(HostPages, DoubleFreeIsAViolation) {
+  HostPages h(kBase, kPagesPer2M);
+  uint64_t p;
+  ASSERT_TRUE(h.alloc(0, Use::kHost, &p));
+  h.free(p, 0);
+  EXPECT_TRUE(h.violations().empty());
+  h.free(p, 0);
+  ASSERT_EQ(1u, h.violations().size());
+  EXPECT_TRUE(has_violation(h, "double free")) << h.violations()[0];
+  EXPECT_EQ(0u, h.in_use());  // the ledger is not corrupted by the second free
+}
+
+TEST(HostPages, FreeWhileModuleOwnsIsAViolationAndKeepsThePage) {
+  HostPages h(kBase, kPagesPer2M);
+  uint64_t p;
+  ASSERT_TRUE(h.alloc(0, Use::kModule, &p));
+  h.free(p, 0);
+  ASSERT_EQ(1u, h.violations().size());
+  EXPECT_TRUE(has_violation(h, "while the TDX module owns it")) << h.violations()[0];
+  EXPECT_EQ(Use::kModule, h.use(p));
+  EXPECT_EQ(1u, h.in_use());
+}
+
+TEST(HostPages, FreeWithoutWbinvdIsAViolationButFreesThePage) {
+  HostPages h(kBase, kPagesPer2M);
+  uint64_t p;
+  ASSERT_TRUE(h.alloc(0, Use::kModule, &p));
+  h.transfer(p, 0, Use::kModule, Use::kReturned, "remove");
+  h.set_needs_wbinvd(p, true);
+  h.free(p, 0);
+  ASSERT_EQ(1u, h.violations().size());
+  EXPECT_TRUE(has_violation(h, "without TDH.PHYMEM.PAGE.WBINVD")) << h.violations()[0];
+  EXPECT_EQ(Use::kFree, h.use(p));
+  EXPECT_FALSE(h.needs_wbinvd(p));
+}
+
+TEST(HostPages, FreeAfterWbinvdIsClean) {
+  HostPages h(kBase, kPagesPer2M);
+  uint64_t p;
+  ASSERT_TRUE(h.alloc(0, Use::kModule, &p));
+  h.transfer(p, 0, Use::kModule, Use::kReturned, "remove");
+  h.set_needs_wbinvd(p, true);
+  h.set_needs_wbinvd(p, false);  // what TDH.PHYMEM.PAGE.WBINVD does
+  h.free(p, 0);
+  EXPECT_TRUE(h.violations().empty());
+  EXPECT_EQ(Use::kFree, h.use(p));
+}
+
+TEST(HostPages, TwoMegFreeReportsEachBadFrame) {
+  HostPages h(kBase, kPagesPer2M);
+  uint64_t p;
+  ASSERT_TRUE(h.alloc(9, Use::kHost, &p));
+  h.set_needs_wbinvd(p + 3, true);
+  h.set_needs_wbinvd(p + 100, true);
+  h.free(p, 9);
+  EXPECT_EQ(2u, h.violations().size());
+  EXPECT_EQ(0u, h.in_use());
+}
+
+TEST(HostPages, TransferFromTheWrongOwnerIsAViolationAndChangesNothing) {
+  HostPages h(kBase, kPagesPer2M);
+  uint64_t p;
+  ASSERT_TRUE(h.alloc(0, Use::kHost, &p));
+  h.transfer(p, 0, Use::kModule, Use::kReturned, "page.remove");
+  ASSERT_EQ(1u, h.violations().size());
+  EXPECT_TRUE(has_violation(h, "page.remove")) << h.violations()[0];
+  EXPECT_TRUE(has_violation(h, "is host, expected module")) << h.violations()[0];
+  EXPECT_EQ(Use::kHost, h.use(p));
+}
+
+TEST(HostPages, TransferFromTheRightOwnerMovesThePage) {
+  HostPages h(kBase, kPagesPer2M);
+  uint64_t p;
+  ASSERT_TRUE(h.alloc(9, Use::kHost, &p));
+  h.transfer(p, 9, Use::kHost, Use::kModule, "aug");
+  EXPECT_TRUE(h.violations().empty());
+  for (uint64_t i = 0; i < kPagesPer2M; i++) EXPECT_EQ(Use::kModule, h.use(p + i));
+}
+
+TEST(HostPages, FreeAndTransferOutsideHostMemoryAreViolations) {
+  HostPages h(kBase, kPagesPer2M);
+  h.free(kBase + kPagesPer2M, 0);
+  h.transfer(kBase - 1, 0, Use::kHost, Use::kModule, "aug");
+  ASSERT_EQ(2u, h.violations().size());
+  EXPECT_TRUE(has_violation(h, "outside host memory"));
+  EXPECT_EQ(0u, h.in_use());
+}
+
+}  // namespace
+}  // namespace host
