@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "sim/kvm/kvm.h"
 #include "sim/tdx/module.h"
 #include "sim/trace/exec.h"
 #include "sim/trace/trace.h"
@@ -56,6 +57,15 @@ int replay(int argc, char** argv) {
     std::fprintf(stderr, "tdxfuzz replay: no trace files given\n");
     return 2;
   }
+  kvm::BugSet env_bugs;
+  std::string bad_bug;
+  if (!kvm::bugs_from_env(&env_bugs, &bad_bug)) {
+    std::fprintf(
+        stderr,
+        "tdxfuzz: TDXSIM_BUGS names an unknown bug-zoo entry `%s`; `tdxfuzz options` lists them\n",
+        bad_bug.c_str());
+    return 2;
+  }
   // Parse everything first: unreadable input runs nothing.
   std::vector<trace::Trace> traces;
   bool bad = false;
@@ -70,13 +80,6 @@ int replay(int argc, char** argv) {
     auto t = trace::parse(text, &err);
     if (!t) {
       std::fprintf(stderr, "%s:%d:%d: %s\n", f.c_str(), err.line, err.column, err.message.c_str());
-      bad = true;
-      continue;
-    }
-    if (t->target == trace::Target::kKvm) {
-      std::fprintf(
-          stderr, "%s:1:1: KVM traces are not supported by this version yet; use `target module`\n",
-          f.c_str());
       bad = true;
       continue;
     }
@@ -121,7 +124,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "options") {
-    std::cout << tdx::Options::help();
+    std::cout << "module options:\n"
+              << tdx::Options::help() << "KVM options (KVM traces):\n"
+              << kvm::Options::help();
     return 0;
   }
   std::fprintf(stderr, "tdxfuzz: unknown command `%s`\n\n%s", cmd.c_str(), kUsage);

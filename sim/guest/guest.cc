@@ -37,7 +37,10 @@ std::string Result::text() const {
 Guest::Guest(kvm::Kvm& kvm) : kvm_(kvm), tlb_(kvm.nr_vcpus()), accepted_(kvm.memory_gfns(), 0) {}
 
 void Guest::forget(uint64_t gfn, uint64_t count) {
-  for (uint64_t g = gfn; g < gfn + count && g < accepted_.size(); g++) accepted_[g] = 0;
+  for (uint64_t g = gfn; g < gfn + count && g < accepted_.size(); g++) {
+    accepted_[g] = 0;
+    shared_.erase(g);
+  }
 }
 
 int Guest::enter(int v) {
@@ -158,6 +161,12 @@ void Guest::check_tlbs(check::Violations* out) const {
 
 Result Guest::access(int v, uint64_t gfn, bool is_write, uint64_t value) {
   Result r;
+  if (!kvm_.is_private(gfn)) {  // the guest made it shared: it goes through the shared alias
+    if (is_write) shared_[gfn] = value;
+    auto it = shared_.find(gfn);
+    r.value = it == shared_.end() ? 0 : it->second;
+    return r;
+  }
   ensure_accepted(v, gfn, &r);
   if (r.kind != Result::kOk) return r;
   const uint64_t limit = kvm_.options().local_retry_limit;

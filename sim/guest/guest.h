@@ -44,7 +44,8 @@ class Guest {
 
   // The module flushed vCPU v's TD translations (VP.ENTER in a new epoch).
   void tlb_flush(int v) { tlb_[v].clear(); }
-  // The guest itself converted these GFNs (MapGPA): it forgets they were accepted.
+  // The guest itself converted these GFNs (MapGPA): it forgets they were accepted, and a page
+  // that became shared starts at zero in the shared alias.
   void forget(uint64_t gfn, uint64_t count);
   bool believes_accepted(uint64_t gfn) const { return accepted_[gfn]; }
 
@@ -65,6 +66,7 @@ class Guest {
   kvm::Kvm& kvm_;
   std::vector<std::unordered_map<uint64_t, TlbEntry>> tlb_;  // key: gfn | level << 56
   std::vector<uint8_t> accepted_;                            // what the guest believes
+  std::unordered_map<uint64_t, uint64_t> shared_;  // shared pages, through the shared GPA alias
   check::Violations violations_;
 };
 

@@ -263,6 +263,17 @@ bool Kvm::interrupt_pending(const char* where) {
   return observer_ && observer_->interrupt_pending(where);
 }
 
+bool Kvm::mirror_spte_at(uint64_t gfn, int level, uint64_t* spte) const {
+  const KvmMmuPage* p = sps_[root_].get();
+  for (;;) {
+    const uint64_t s = p->spt[(gfn >> (9 * (p->level - 1))) & 511].load(std::memory_order_relaxed);
+    if (!is_shadow_present(s)) return false;
+    if (p->level == level) return *spte = s, true;
+    if (is_last_spte(s, p->level)) return false;
+    p = sps_[spte_pfn(s)].get();
+  }
+}
+
 bool Kvm::mirror_leaf(uint64_t gfn, uint64_t* spte, int* level) const {
   const KvmMmuPage* p = sps_[root_].get();
   for (;;) {

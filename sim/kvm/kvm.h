@@ -153,6 +153,8 @@ class Kvm : public tdx::Hooks {
   const RwLock& mmu_lock() const { return mmu_lock_; }
   bool slots_locked() const { return slots_locked_; }
 
+  // The present mirror SPTE at `gfn` and exactly `level`, or false.
+  bool mirror_spte_at(uint64_t gfn, int level, uint64_t* spte) const;
   // The mirror leaf covering `gfn`: its SPTE and level, or false.
   bool mirror_leaf(uint64_t gfn, uint64_t* spte, int* level) const;
   // Visits every present mirror SPTE: (gfn, level, spte, is_leaf, external_spt of the child).

@@ -7,7 +7,9 @@
 #include "sim/check/module_check.h"
 #include "sim/host/pages.h"
 #include "sim/tdx/module.h"
+#include "sim/trace/call_log.h"
 #include "sim/trace/exec.h"
+#include "sim/trace/kvm_exec.h"
 
 namespace trace {
 namespace {
@@ -44,6 +46,7 @@ class ModuleExec : public tdx::Hooks {
       if (opts_.log) *opts_.log << "[" << i << "] line " << s.line << ": " << print_stmt(s) << "\n";
       Outcome out = step(s);
       r.steps++;
+      log_.flush();
       if (opts_.log) *opts_.log << "    => " << out.name << out.detail << "\n";
       if (!matches(s.expect, out)) {
         r.failure = {Failure::kExpectation, i, s.line, print_expect(s.expect),
@@ -55,6 +58,7 @@ class ModuleExec : public tdx::Hooks {
     if (!torn_down_) {
       if (opts_.log) *opts_.log << "[end] implicit teardown\n";
       teardown();
+      log_.flush();
       if (check(t_.stmts.size(), 0, &r)) return r;
     }
     return r;
@@ -62,11 +66,7 @@ class ModuleExec : public tdx::Hooks {
 
   // Hooks.
   void on_call(const char* name, const Regs& in, const Regs& out) override {
-    if (!opts_.log || quiet_) return;
-    *opts_.log << "    " << name << " rcx=" << hex(in.rcx) << " rdx=" << hex(in.rdx)
-               << " r8=" << hex(in.r8) << " -> " << tdx::status_name(out.rax)
-               << " rcx=" << hex(out.rcx) << " rdx=" << hex(out.rdx) << " r8=" << hex(out.r8)
-               << "\n";
+    log_.call(name, in, out);
   }
   bool interrupt_pending(const char* where) override {
     if (!irq_) return false;
@@ -78,7 +78,7 @@ class ModuleExec : public tdx::Hooks {
     return true;
   }
   void on_tlb_flush(const tdx::Td&, int vcpu) override {
-    if (opts_.log) *opts_.log << "    (vCPU " << vcpu << " TLB flushed: new epoch)\n";
+    log_.note("(vCPU " + std::to_string(vcpu) + " TLB flushed: new epoch)");
   }
 
  private:
@@ -303,19 +303,10 @@ class ModuleExec : public tdx::Hooks {
     expect_ok("TDH.MNG.KEY.FREEID", call(Leaf::MNG_KEY_FREEID, tdr_));
     // Every page handed to the module, lowest first (a large page's head comes first), then
     // the TDR once its child count is zero. -v shows a summary rather than every RECLAIM.
-    quiet_ = true;
-    uint64_t reclaimed = 0, failed = 0;
     for (uint64_t pfn = host_.base_pfn(); pfn < host_.base_pfn() + host_.npages(); pfn++) {
       if (host_.use(pfn) != host::Use::kModule || (pfn << host::kPageShift) == tdr_) continue;
       Regs r = call(Leaf::PHYMEM_PAGE_RECLAIM, pfn << host::kPageShift);
-      if (r.rax != tdx::raw(Status::SUCCESS)) {
-        failed++;
-        if (opts_.log)
-          *opts_.log << "    TDH.PHYMEM.PAGE.RECLAIM rcx=" << hex(pfn << host::kPageShift) << " -> "
-                     << tdx::status_name(r.rax) << "\n";
-        continue;  // the ledger check reports what is left
-      }
-      reclaimed++;
+      if (r.rax != tdx::raw(Status::SUCCESS)) continue;  // the ledger check reports what is left
       const uint64_t pages = tdx::level_pages(static_cast<int>(r.r8));
       host_.transfer(pfn, 0, host::Use::kModule, host::Use::kReturned, "reclaim");
       for (uint64_t i = 1; i < pages; i++)
@@ -323,11 +314,6 @@ class ModuleExec : public tdx::Hooks {
       for (uint64_t i = 0; i < pages; i++) host_.free(pfn + i, 0);
       pfn += pages - 1;
     }
-    quiet_ = false;
-    if (opts_.log)
-      *opts_.log << "    TDH.PHYMEM.PAGE.RECLAIM x" << reclaimed << " -> TDX_SUCCESS"
-                 << (failed ? ", " : "")
-                 << (failed ? std::to_string(failed) + " failed" : std::string()) << "\n";
     Regs r = call(Leaf::PHYMEM_PAGE_RECLAIM, tdr_);
     expect_ok("TDH.PHYMEM.PAGE.RECLAIM of the TDR", r);
     if (r.rax == tdx::raw(Status::SUCCESS)) {
@@ -348,7 +334,7 @@ class ModuleExec : public tdx::Hooks {
   bool irq_ = false;
   uint64_t irq_skip_ = 0;
   bool torn_down_ = false;
-  bool quiet_ = false;
+  CallLog log_{opts_.log};
   size_t ledger_seen_ = 0;
 };
 
@@ -356,8 +342,10 @@ class ModuleExec : public tdx::Hooks {
 
 RunResult run(const Trace& t, const RunOptions& opts) {
   if (t.target == Target::kModule) return ModuleExec(t, opts).run();
-  RunResult r;  // KVM traces arrive with the KVM model; the parser admits no KVM op yet
-  return r;
+  KvmRunConfig cfg;
+  std::string bad;
+  kvm::bugs_from_env(&cfg.bugs, &bad);  // tools reject a bad TDXSIM_BUGS before running
+  return run_kvm(t, opts, cfg);
 }
 
 std::string format_failure(const Trace& t, const RunResult& r, const std::string& file) {

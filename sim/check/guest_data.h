@@ -1,0 +1,45 @@
+// The reference model of guest-visible memory behind `guest-data`: what a guest read must
+// return, per GFN, independent of how the stack below maps it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+namespace check {
+
+class GuestDataModel {
+ public:
+  explicit GuestDataModel(uint64_t gfns) : accepted_(gfns, 0), value_(gfns, 0), shared_(gfns, 0) {}
+
+  // The guest accepted these pages: the ones it had not accepted read zero from now on.
+  void accepted(uint64_t gfn, uint64_t count) {
+    for (uint64_t g = gfn; g < gfn + count; g++)
+      if (!accepted_[g] && !shared_[g]) accepted_[g] = 1, value_[g] = 0;
+  }
+  // The private page is gone (punched out of guest_memfd): its data is lost, as the guest's
+  // next access will find out.
+  void dropped(uint64_t gfn, uint64_t count) {
+    for (uint64_t g = gfn; g < gfn + count; g++) accepted_[g] = 0;
+  }
+  // The guest converted the range: shared pages start at zero, private ones need accepting.
+  void converted(uint64_t gfn, uint64_t count, bool to_private) {
+    for (uint64_t g = gfn; g < gfn + count; g++)
+      accepted_[g] = 0, shared_[g] = !to_private, value_[g] = 0;
+  }
+  void wrote(uint64_t gfn, uint64_t v) {
+    if (accepted_[gfn] || shared_[gfn]) value_[gfn] = v;
+  }
+  // What a read must return, when the model knows.
+  std::optional<uint64_t> expected(uint64_t gfn) const {
+    if (accepted_[gfn] || shared_[gfn]) return value_[gfn];
+    return std::nullopt;
+  }
+
+ private:
+  std::vector<uint8_t> accepted_;
+  std::vector<uint64_t> value_;
+  std::vector<uint8_t> shared_;
+};
+
+}  // namespace check

@@ -1,0 +1,53 @@
+// The -v log of SEAMCALLs: one line per call with decoded status and outputs, runs of the same
+// call with the same status (RECLAIM of 512 frames, WBINVD of a 2M page) folded into a count.
+#pragma once
+
+#include <cstdio>
+#include <ostream>
+#include <string>
+
+#include "sim/tdx/module.h"
+
+namespace trace {
+
+class CallLog {
+ public:
+  explicit CallLog(std::ostream* os) : os_(os) {}
+  ~CallLog() { flush(); }
+
+  void call(const char* name, const tdx::Regs& in, const tdx::Regs& out) {
+    if (!os_) return;
+    std::string key = std::string(name) + " " + tdx::status_name(out.rax);
+    if (key == last_) {
+      repeats_++;
+      return;
+    }
+    flush();
+    last_ = key;
+    *os_ << "    " << name << " rcx=" << hex(in.rcx) << " rdx=" << hex(in.rdx)
+         << " r8=" << hex(in.r8) << " -> " << tdx::status_name(out.rax) << " rcx=" << hex(out.rcx)
+         << " rdx=" << hex(out.rdx) << " r8=" << hex(out.r8) << "\n";
+  }
+  void note(const std::string& text) {
+    if (!os_) return;
+    flush();
+    *os_ << "    " << text << "\n";
+  }
+  void flush() {
+    if (os_ && repeats_) *os_ << "    ... and " << repeats_ << " more like it\n";
+    repeats_ = 0;
+    last_.clear();
+  }
+
+ private:
+  static std::string hex(uint64_t v) {
+    char b[24];
+    std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+    return b;
+  }
+  std::ostream* os_;
+  std::string last_;
+  uint64_t repeats_ = 0;
+};
+
+}  // namespace trace

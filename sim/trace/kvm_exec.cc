@@ -1,0 +1,297 @@
+// Executor for KVM traces (TRACE_FORMAT.md, "KVM traces"): userspace ioctls, vCPUs and the
+// guest driven against the KVM model over the TDX module model, every property checked after
+// every step, `guest-data` at every read.
+#include <cstdio>
+
+#include "sim/check/guest_data.h"
+#include "sim/check/kvm_check.h"
+#include "sim/guest/guest.h"
+#include "sim/kvm/kvm.h"
+#include "sim/trace/call_log.h"
+#include "sim/trace/exec.h"
+#include "sim/trace/kvm_exec.h"
+
+namespace trace {
+namespace {
+
+std::string hex(uint64_t v) {
+  char b[24];
+  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+  return b;
+}
+
+struct Outcome {
+  std::string word;  // "ok", "EIO", "killed", ... or the value read
+  bool has_value = false;
+  uint64_t value = 0;
+};
+
+class KvmExec : public tdx::Hooks {
+ public:
+  KvmExec(const Trace& t, const RunOptions& o, const KvmRunConfig& cfg)
+      : t_(t),
+        opts_(o),
+        host_(kBasePfn, (t.memory + 2048 + 511) / 512 * 512),
+        module_(host_, module_options(t)),
+        kvm_(host_, module_, kvm_options(t, cfg), t.vcpus, t.memory),
+        guest_(kvm_),
+        model_(t.memory),
+        log_(o.log) {
+    kvm_.set_observer(this);
+  }
+
+  RunResult run() {
+    RunResult r;
+    for (size_t i = 0; i < t_.stmts.size(); i++) {
+      const Stmt& s = t_.stmts[i];
+      if (opts_.log) *opts_.log << "[" << i << "] line " << s.line << ": " << print_stmt(s) << "\n";
+      Outcome out = step(s);
+      r.steps++;
+      log_.flush();
+      if (opts_.log) *opts_.log << "    => " << out.word << "\n";
+      check::Violations v;
+      if (s.op == Op::GUEST_READ) check_read(s, out, &v);
+      if (!matches(s, out)) {
+        r.failure = {Failure::kExpectation, i, s.line, print_expect(s.expect), out.word, {}};
+        return r;
+      }
+      check::check_kvm(kvm_, guest_, true, &cursor_, &v);
+      if (!v.empty()) return fail(r, i, s.line, v.front());
+    }
+    if (!torn_down_) {
+      if (opts_.log) *opts_.log << "[end] implicit teardown\n";
+      check::Violations v;
+      teardown(&v);
+      log_.flush();
+      check::check_kvm(kvm_, guest_, true, &cursor_, &v);
+      if (!v.empty()) return fail(r, t_.stmts.size(), 0, v.front());
+    }
+    return r;
+  }
+
+  void on_call(const char* name, const tdx::Regs& in, const tdx::Regs& out) override {
+    log_.call(name, in, out);
+  }
+  void on_tlb_flush(const tdx::Td&, int vcpu) override {
+    guest_.tlb_flush(vcpu);
+    log_.note("(vCPU " + std::to_string(vcpu) + " TLB flushed: new epoch)");
+  }
+
+ private:
+  static constexpr uint64_t kBasePfn = 0x100000;
+
+  static tdx::Options module_options(const Trace& t) {
+    tdx::Options o;
+    for (auto& [name, value] : t.options) {
+      uint64_t n;
+      if (name != "bug" && option_number(value, &n)) o.set(name, n);
+    }
+    return o;
+  }
+  static kvm::Options kvm_options(const Trace& t, const KvmRunConfig& cfg) {
+    kvm::Options o;
+    o.bugs = cfg.bugs;
+    for (auto& [name, value] : t.options) {
+      uint64_t n;
+      kvm::BugSet b;
+      std::string bad;
+      if (name == "bug" && kvm::parse_bugs(value, &b, &bad))
+        o.bugs |= b;
+      else if (option_number(value, &n))
+        o.set(name, n);
+    }
+    return o;
+  }
+
+  RunResult& fail(RunResult& r, size_t step, int line, const check::Violation& v) {
+    r.failure.kind = Failure::kProperty;
+    r.failure.step = step;
+    r.failure.line = line;
+    r.failure.violation = v;
+    return r;
+  }
+
+  static bool matches(const Stmt& s, const Outcome& o) {
+    switch (s.expect.kind) {
+      case Expect::kNone:
+        return true;
+      case Expect::kPseudo:
+        return o.word == s.expect.pseudo;
+      case Expect::kValue:
+        return o.has_value && o.value == s.expect.value;
+      default:
+        return false;
+    }
+  }
+
+  // guest-data: a read returns the last value the guest wrote since it accepted the page.
+  void check_read(const Stmt& s, const Outcome& o, check::Violations* v) {
+    const uint64_t gfn = s.args[1];
+    auto want = model_.expected(gfn);
+    if (!want || kvm_.vm_bugged()) return;
+    if (!o.has_value)
+      v->push_back({"guest-data", "read-failed",
+                    "vCPU " + std::to_string(s.args[0]) + " read of GFN " + hex(gfn) + " ended `" +
+                        o.word + "`; the guest wrote " + hex(*want)});
+    else if (o.value != *want)
+      v->push_back(
+          {"guest-data", "wrong-value",
+           "GFN " + hex(gfn) + " reads " + hex(o.value) + ", the guest wrote " + hex(*want)});
+  }
+
+  static Outcome word(int err) { return {kvm::errno_name(err)}; }
+  Outcome guest_outcome(const guest::Result& r, bool with_value) {
+    Outcome o{r.text()};
+    if (with_value && r.kind == guest::Result::kOk) o = {hex(r.value), true, r.value};
+    return o;
+  }
+
+  Outcome step(const Stmt& s) {
+    const auto& a = s.args;
+    switch (s.op) {
+      case Op::INIT_MEM:
+        return word(kvm_.tdx_init_mem_region(a[0]));
+      case Op::FINALIZE:
+        return word(kvm_.tdx_td_finalize());
+      case Op::MAP:
+        return word(kvm_.kvm_pre_fault_memory(a[0], static_cast<int>(a[1]) + 1));
+      case Op::SPLIT:
+        return word(kvm_.split_huge_page(a[0]));
+      case Op::ZAP: {
+        int e = kvm_.kvm_gmem_punch_hole(a[0], a[1]);
+        model_.dropped(a[0], a[1]);
+        return word(e);
+      }
+      case Op::CONVERT: {
+        int e = kvm_.kvm_vm_set_mem_attributes(a[0], a[1], a[2] == 1);
+        if (e == 0) {
+          guest_.forget(a[0], a[1]);
+          model_.converted(a[0], a[1], a[2] == 1);
+        }
+        return word(e);
+      }
+      case Op::ENTER:
+        return word(kvm_.kvm_arch_vcpu_ioctl_run(static_cast<int>(a[0])));
+      case Op::EXIT:
+        kvm_.vcpu_async_exit(static_cast<int>(a[0]));
+        return word(0);
+      case Op::GUEST_ACCEPT: {
+        guest::Result r = guest_.accept(static_cast<int>(a[0]), a[1], static_cast<int>(a[2]) + 1);
+        if (r.kind == guest::Result::kOk) {
+          const uint64_t n = kvm::pages_per(static_cast<int>(a[2]) + 1);
+          model_.accepted(a[1] & ~(n - 1), std::min(n, t_.memory - (a[1] & ~(n - 1))));
+        }
+        return guest_outcome(r, false);
+      }
+      case Op::GUEST_WRITE: {
+        const uint64_t gfn = a[1];
+        const bool was = guest_.believes_accepted(gfn);
+        guest::Result r = guest_.write(static_cast<int>(a[0]), gfn, a[2]);
+        if (!was && guest_.believes_accepted(gfn))
+          model_.accepted(gfn & ~511ull, accepted_unit(gfn));
+        if (r.kind == guest::Result::kOk) model_.wrote(gfn, a[2]);
+        return guest_outcome(r, false);
+      }
+      case Op::GUEST_READ: {
+        const uint64_t gfn = a[1];
+        const bool was = guest_.believes_accepted(gfn);
+        guest::Result r = guest_.read(static_cast<int>(a[0]), gfn);
+        if (!was && guest_.believes_accepted(gfn))
+          model_.accepted(gfn & ~511ull, accepted_unit(gfn));
+        return guest_outcome(r, true);
+      }
+      case Op::EXPECT_MAPPED:
+        return expect_mapped(a[0], static_cast<int>(a[1]), a[2] == 1);
+      case Op::EXPECT_UNMAPPED:
+        return expect_unmapped(a[0]);
+      case Op::EXPECT_VM: {
+        const bool ok = a[0] == 0 ? !kvm_.vm_dead() : a[0] == 1 ? kvm_.vm_dead() : kvm_.vm_bugged();
+        return state_outcome(ok, std::string("vm is ") + (kvm_.vm_bugged() ? "bugged"
+                                                          : kvm_.vm_dead() ? "dead"
+                                                                           : "alive"));
+      }
+      case Op::TEARDOWN: {
+        check::Violations v;
+        teardown(&v);
+        for (auto& x : v) kvm_.add_violation(x);
+        return word(0);
+      }
+      default:
+        return {"?"};
+    }
+  }
+
+  // The pages the guest's pre-access accept covered: the whole 2M unit, or what model_.accepted
+  // ignores for the shared ones (it skips them).
+  uint64_t accepted_unit(uint64_t gfn) const {
+    return std::min<uint64_t>(512, t_.memory - (gfn & ~511ull));
+  }
+
+  // An `expect` line: a mismatch is an expectation failure naming what was found.
+  Outcome state_outcome(bool ok, const std::string& found) {
+    return {ok ? "ok" : "not as expected: " + found};
+  }
+
+  Outcome expect_mapped(uint64_t gfn, int tl, bool accepted) {
+    uint64_t spte;
+    int level;
+    std::string found;
+    const bool mirror = kvm_.mirror_leaf(gfn, &spte, &level);
+    found = mirror ? std::string("mirror leaf ") + tdx::level_name(level - 1) : "no mirror leaf";
+    tdx::Td* td = module_.td_of(kvm_.tdr());
+    bool sept = false;
+    if (td) {
+      auto w = module_.walk(*td, gfn << 12, 0);
+      const tdx::SeptEntry e{w.slot->load()};
+      found +=
+          std::string(", S-EPT ") + tdx::state_name(e.state()) + " at " + tdx::level_name(w.level);
+      sept = w.level == tl &&
+             e.state() == (accepted ? tdx::SeptState::MAPPED : tdx::SeptState::PENDING);
+    }
+    return state_outcome(mirror && level == tl + 1 && sept, found);
+  }
+
+  Outcome expect_unmapped(uint64_t gfn) {
+    uint64_t spte;
+    int level;
+    const bool mirror = kvm_.mirror_leaf(gfn, &spte, &level);
+    bool sept = false;
+    std::string found = mirror ? "a mirror leaf" : "no mirror leaf";
+    if (tdx::Td* td = module_.td_of(kvm_.tdr())) {
+      auto w = module_.walk(*td, gfn << 12, 0);
+      const tdx::SeptEntry e{w.slot->load()};
+      sept = tdx::is_leaf(e.state());
+      found +=
+          std::string(", S-EPT ") + tdx::state_name(e.state()) + " at " + tdx::level_name(w.level);
+    }
+    return state_outcome(!mirror && !sept, found);
+  }
+
+  // KVM's teardown; afterwards every host frame must be back (unless a bug made KVM leak).
+  void teardown(check::Violations* v) {
+    torn_down_ = true;
+    kvm_.kvm_destroy_vm();
+    if (!kvm_.vm_bugged() && host_.in_use() != 0)
+      v->push_back({"page-owner", "leak",
+                    std::to_string(host_.in_use()) + " host frames not freed at teardown"});
+  }
+
+  const Trace& t_;
+  RunOptions opts_;
+  host::HostPages host_;
+  tdx::Module module_;
+  kvm::Kvm kvm_;
+  guest::Guest guest_;
+  check::GuestDataModel model_;
+  check::KvmCheckCursor cursor_;
+  bool torn_down_ = false;
+  CallLog log_;
+};
+
+}  // namespace
+
+RunResult run_kvm(const Trace& t, const RunOptions& o, const KvmRunConfig& cfg) {
+  return KvmExec(t, o, cfg).run();
+}
+
+}  // namespace trace
