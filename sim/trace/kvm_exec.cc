@@ -51,12 +51,13 @@ class KvmExec : public tdx::Hooks {
       if (opts_.log) *opts_.log << "    => " << out.word << "\n";
       check::Violations v;
       if (s.op == Op::GUEST_READ) check_read(s, out, &v);
+      // A property violation is the deeper finding: it wins over a mismatched expectation.
+      check::check_kvm(kvm_, guest_, true, &cursor_, &v);
+      if (!v.empty()) return fail(r, i, s.line, v.front());
       if (!matches(s, out)) {
         r.failure = {Failure::kExpectation, i, s.line, print_expect(s.expect), out.word, {}};
         return r;
       }
-      check::check_kvm(kvm_, guest_, true, &cursor_, &v);
-      if (!v.empty()) return fail(r, i, s.line, v.front());
     }
     if (!torn_down_) {
       if (opts_.log) *opts_.log << "[end] implicit teardown\n";

@@ -48,12 +48,13 @@ class ModuleExec : public tdx::Hooks {
       r.steps++;
       log_.flush();
       if (opts_.log) *opts_.log << "    => " << out.name << out.detail << "\n";
+      // A property violation is the deeper finding: it wins over a mismatched expectation.
+      if (check(i, s.line, &r)) return r;
       if (!matches(s.expect, out)) {
         r.failure = {Failure::kExpectation, i, s.line, print_expect(s.expect),
                      out.name + out.detail, {}};
         return r;
       }
-      if (check(i, s.line, &r)) return r;
     }
     if (!torn_down_) {
       if (opts_.log) *opts_.log << "[end] implicit teardown\n";
