@@ -175,6 +175,10 @@ class Kvm : public tdx::Hooks {
   }
   void set_observer(tdx::Hooks* h) { observer_ = h; }
 
+  // lockdep_assert_held{,_read,_write}: records a `lock-discipline` violation naming `function`
+  // when kvm->mmu_lock is not held in the needed mode.
+  void lockdep_assert(LockNeed need, const char* function);
+
   // KVM_BUG_ON(cond): marks the VM bugged and dead, records the site, returns cond.
   bool KVM_BUG_ON(bool cond, const char* function, const char* condition, uint64_t status = 0,
                   bool has_status = false);
@@ -228,7 +232,6 @@ class Kvm : public tdx::Hooks {
   }
 
   // kvm.cc — locks, attributes, lpage_info, guest_memfd.
-  void lockdep_assert(LockNeed need, const char* function);
   void mmu_write_lock();
   void mmu_write_unlock();
   void mmu_read_lock();

@@ -1,0 +1,124 @@
+// KVM model behaviours that traces cannot reach directly: the v2 quirks behind their options
+// (kvm-tdx.md §7.4, §7.5), build-time premap accounting, and host memory exhaustion.
+#include <gtest/gtest.h>
+
+#include "sim/guest/guest.h"
+#include "sim/kvm/kvm.h"
+
+namespace {
+
+struct Stack {
+  explicit Stack(kvm::Options o = {}, uint64_t host_pages = 8192)
+      : host(0x100000, host_pages), module(host), k(host, module, o, 2, 4096), g(k) {
+    fwd.g = &g;
+    k.set_observer(&fwd);
+  }
+  struct Forward : tdx::Hooks {
+    guest::Guest* g = nullptr;
+    void on_tlb_flush(const tdx::Td&, int v) override { g->tlb_flush(v); }
+  };
+  // Takes every free host frame, so the next allocation fails.
+  void exhaust_host() {
+    uint64_t pfn;
+    while (host.alloc(0, host::Use::kHost, &pfn)) hogged.push_back(pfn);
+  }
+  host::HostPages host;
+  tdx::Module module;
+  kvm::Kvm k;
+  guest::Guest g;
+  Forward fwd;
+  std::vector<uint64_t> hogged;
+};
+
+TEST(KvmQuirks, SplitBoolReturnHidesEnomem) {
+  for (uint64_t quirk : {1, 0}) {
+    kvm::Options o;
+    o.v2_split_bool_return = quirk;
+    Stack s(o);
+    ASSERT_EQ(s.k.tdx_td_finalize(), 0);
+    ASSERT_EQ(s.k.kvm_pre_fault_memory(0x200, kvm::kPg2M), 0);
+    s.exhaust_host();  // the split's page-table allocation fails
+    const int r = s.k.split_huge_page(0x200);
+    uint64_t spte;
+    int level;
+    ASSERT_TRUE(s.k.mirror_leaf(0x200, &spte, &level));
+    EXPECT_EQ(level, kvm::kPg2M) << "nothing was split";
+    if (quirk)
+      EXPECT_EQ(r, 0) << "§7.4: -ENOMEM stored in a bool reads as 1 (flush needed), not an error";
+    else
+      EXPECT_EQ(r, -kvm::kENOMEM);
+  }
+}
+
+TEST(KvmQuirks, AcceptSplitEarlyReturnLeavesGuestInhibitUnset) {
+  for (uint64_t quirk : {1, 0}) {
+    kvm::Options o;
+    o.v2_accept_split_early_return = quirk;
+    Stack s(o);
+    ASSERT_EQ(s.k.tdx_td_finalize(), 0);
+    ASSERT_EQ(s.k.kvm_pre_fault_memory(0x200, kvm::kPg2M), 0);
+    // A 4K ACCEPT inside the 2M mapping: T1 splits, and the guest's retry then succeeds.
+    ASSERT_EQ(s.g.accept(0, 0x201, kvm::kPg4K).kind, guest::Result::kOk);
+    uint64_t spte;
+    int level;
+    ASSERT_TRUE(s.k.mirror_leaf(0x201, &spte, &level));
+    EXPECT_EQ(level, kvm::kPg4K);
+    const bool inhibited = s.k.lpage_flags(0x201) & kvm::kLpageGuestInhibit;
+    EXPECT_EQ(inhibited, !quirk)
+        << "§7.5: v2 returns after the split without setting GUEST_INHIBIT";
+  }
+}
+
+TEST(KvmBuild, PremappedPageBlocksFinalizeUntilZapped) {
+  Stack s;
+  ASSERT_EQ(s.k.tdx_init_mem_region(0x10), 0);
+  EXPECT_EQ(s.k.nr_premapped(), 0);
+  EXPECT_EQ(s.k.tdx_init_mem_region(0x10), -kvm::kEIO) << "a second PAGE.ADD of the same GFN fails";
+  EXPECT_EQ(s.k.nr_premapped(), 0) << "a GFN already mapped is not counted again";
+  // 0x11 faults in (premapped, no SEAMCALL) but its source page cannot be allocated.
+  s.exhaust_host();
+  EXPECT_EQ(s.k.tdx_init_mem_region(0x11), -kvm::kENOMEM);
+  EXPECT_EQ(s.k.nr_premapped(), 1);
+  EXPECT_EQ(s.k.tdx_td_finalize(), -kvm::kEINVAL) << "nr_premapped != 0";
+  // Zapping it takes the premap branch of tdx_sept_zap_private_spte: BLOCK finds the S-EPT
+  // slot FREE, and the count drops without TRACK or REMOVE.
+  for (uint64_t pfn : s.hogged) s.host.free(pfn, 0);
+  ASSERT_EQ(s.k.kvm_gmem_punch_hole(0x11, 1), 0);
+  EXPECT_EQ(s.k.nr_premapped(), 0);
+  EXPECT_FALSE(s.k.vm_bugged());
+  EXPECT_EQ(s.k.kvm_pre_fault_memory(0x12, kvm::kPg4K), -kvm::kEOPNOTSUPP)
+      << "no pre-fault before finalize";
+  ASSERT_EQ(s.k.tdx_td_finalize(), 0);
+  EXPECT_EQ(s.k.tdx_init_mem_region(0x12), -kvm::kEINVAL) << "no INIT_MEM_REGION after finalize";
+  EXPECT_EQ(s.k.tdx_td_finalize(), -kvm::kEINVAL);
+  EXPECT_EQ(s.k.td_state(), kvm::TdState::RUNNABLE);
+}
+
+TEST(KvmBuild, BuildTimeMappingsAre4K) {
+  Stack s;
+  ASSERT_EQ(s.k.tdx_init_mem_region(0x200), 0);
+  uint64_t spte;
+  int level;
+  ASSERT_TRUE(s.k.mirror_leaf(0x200, &spte, &level));
+  EXPECT_EQ(level, kvm::kPg4K);
+}
+
+TEST(KvmMemory, FaultWithoutHostMemoryIsEnomemNotABug) {
+  Stack s;
+  ASSERT_EQ(s.k.tdx_td_finalize(), 0);
+  s.exhaust_host();
+  EXPECT_EQ(s.k.kvm_pre_fault_memory(0x0, kvm::kPg2M), -kvm::kENOMEM);
+  EXPECT_FALSE(s.k.vm_bugged());
+}
+
+TEST(KvmRun, VcpuCannotRunBeforeFinalize) {
+  Stack s;
+  EXPECT_EQ(s.k.kvm_arch_vcpu_ioctl_run(0), -kvm::kEINVAL);
+  ASSERT_EQ(s.k.tdx_td_finalize(), 0);
+  EXPECT_EQ(s.k.kvm_arch_vcpu_ioctl_run(0), 0);
+  EXPECT_TRUE(s.k.vcpu_in_guest(0));
+  s.k.vcpu_async_exit(0);
+  EXPECT_FALSE(s.k.vcpu_in_guest(0));
+}
+
+}  // namespace
