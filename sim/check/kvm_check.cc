@@ -38,7 +38,9 @@ void check_mirror_sept(kvm::Kvm& k, Violations* out) {
   tdx::Td* td = m.td_of(k.tdr());
   if (!td || !k.hkid_assigned()) return;
   uint64_t premapped_free = 0;
+  int64_t leaves[5] = {0, 0, 0, 0, 0};
   k.for_each_mirror_spte([&](uint64_t gfn, int level, uint64_t spte, bool leaf, uint64_t ext) {
+    if (leaf) leaves[level]++;
     const int tl = kvm::tdx_level(level);
     auto w = m.walk(*td, gfn << 12, tl);
     const tdx::SeptEntry e{w.slot->load(std::memory_order_relaxed)};
@@ -66,6 +68,11 @@ void check_mirror_sept(kvm::Kvm& k, Violations* out) {
                           tdx::state_name(e.state()) + " -> " + hex(e.hpa_bits())});
     }
   });
+  for (int level = kvm::kPg4K; level <= kvm::kPg1G; level++)
+    if (leaves[level] != k.page_stats(level))
+      out->push_back({"mirror-sept", "page-stats", std::string("pages_") + kvm_level(level) + " is " +
+                                                       std::to_string(k.page_stats(level)) + ", the mirror has " +
+                                                       std::to_string(leaves[level]) + " leaves"});
   if (premapped_free > static_cast<uint64_t>(k.nr_premapped()))
     out->push_back({"mirror-sept", "premap",
                     std::to_string(premapped_free) +

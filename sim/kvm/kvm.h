@@ -151,6 +151,8 @@ class Kvm : public tdx::Hooks {
   const check::Violations& violations() const { return violations_; }  // lockdep, liveness
   void add_violation(check::Violation v) { violations_.push_back(std::move(v)); }
   const RwLock& mmu_lock() const { return mmu_lock_; }
+  // kvm->stat.pages_{4k,2m,1g}: present mirror leaves per level (index = KVM level).
+  int64_t page_stats(int level) const { return stats_[level]; }
   bool slots_locked() const { return slots_locked_; }
 
   // The present mirror SPTE at `gfn` and exactly `level`, or false.
@@ -269,6 +271,7 @@ class Kvm : public tdx::Hooks {
   uint64_t root_ = 0;
   std::vector<VcpuState> vcpus_;
   std::vector<BugOn> bug_ons_;
+  std::array<int64_t, 5> stats_{};
   check::Violations violations_;
 };
 

@@ -156,6 +156,7 @@ void Kvm::handle_changed_spte(uint64_t gfn, uint64_t old_spte, uint64_t new_spte
                               bool shared) {
   (void)gfn;
   const bool was_leaf = is_leaf(old_spte, level), is_leaf_now = is_leaf(new_spte, level);
+  if (was_leaf != is_leaf_now) stats_[level] += is_leaf_now ? 1 : -1;  // kvm_update_page_stats
   if (was_leaf && is_leaf_now && spte_pfn(old_spte) != spte_pfn(new_spte))
     KVM_BUG_ON(true, "handle_changed_spte",
                "BUG: present leaf replaced by a leaf with another PFN");
@@ -236,8 +237,13 @@ int Kvm::tdp_mmu_split_huge_page(std::atomic<uint64_t>* sptep, uint64_t gfn, int
     child->spt[i].store(make_leaf_spte(spte_pfn(huge) + i * pages_per(level - 1), level - 1),
                         std::memory_order_relaxed);
   const uint64_t table = make_nonleaf_spte(index);
-  if (shared) return tdp_mmu_set_spte_atomic(sptep, gfn, huge, table, level);
+  if (shared) {
+    int r = tdp_mmu_set_spte_atomic(sptep, gfn, huge, table, level);
+    if (!r) stats_[level - 1] += 512;
+    return r;
+  }
   tdp_mmu_set_spte(sptep, gfn, huge, table, level);
+  stats_[level - 1] += 512;  // the children were filled in without handle_changed_spte
   return 0;
 }
 
