@@ -53,5 +53,27 @@ check malformed-runs-nothing 2 '' -- "$bin" replay "$src"/corpus/module/aug_acce
 if grep -q PASS "$tmp/out"; then echo "FAIL malformed-runs-nothing: something ran"; fails=$((fails + 1)); fi
 check verbose 0 'TDH.MEM.PAGE.DEMOTE rcx=0x200001 .* -> TDX_SUCCESS' -- "$bin" replay -v "$src"/corpus/module/aug_accept_demote.tdx
 
+# KVM traces and the bug zoo from the environment.
+check kvm-corpus 0 ' passed, 0 failed' -- "$bin" replay "$src"/corpus/kvm/*.tdx
+cat >"$tmp/zoo.tdx" <<'T'
+vcpus 1
+finalize
+map 0x200 2M -> ok
+accept 0 0x200 2M -> ok
+write 0 0x201 0x1234
+convert 0x200 1 shared -> ok
+read 0 0x201 -> 0x1234
+T
+check zoo-off 0 '1 passed' -- "$bin" replay "$tmp/zoo.tdx"
+check zoo-env-on 1 'property .guest-data. violated' -- env TDXSIM_BUGS=whole_2m_zap "$bin" replay "$tmp/zoo.tdx"
+check zoo-env-bad 2 'unknown bug-zoo entry .nonsense.' -- env TDXSIM_BUGS=nonsense "$bin" replay "$tmp/zoo.tdx"
+printf 'option bug=nonsense\n' >"$tmp/badbug.tdx"
+check zoo-option-bad 2 'badbug.tdx:1:12: bad bug-zoo entry' -- "$bin" replay "$tmp/badbug.tdx"
+printf 'finalize\nread 0 0x10 -> 0x1\n' >"$tmp/kvmwrong.tdx"
+check kvm-wrong-expectation 1 'kvmwrong.tdx:2: expectation failed' -- "$bin" replay "$tmp/kvmwrong.tdx"
+printf 'finalize\nmap 0x1000 2M\n' >"$tmp/oob.tdx"
+check kvm-gfn-out-of-range 2 'oob.tdx:2:5: GFN 0x1000 is outside guest memory' -- "$bin" replay "$tmp/oob.tdx"
+check options 0 'whole_2m_zap' -- "$bin" options
+
 echo "$fails failed"
 [ "$fails" -eq 0 ]
