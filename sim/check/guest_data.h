@@ -17,6 +17,9 @@ class GuestDataModel {
     for (uint64_t g = gfn; g < gfn + count; g++)
       if (!accepted_[g] && !shared_[g]) accepted_[g] = 1, value_[g] = 0;
   }
+  // KVM_TDX_INIT_MEM_REGION loaded this page at build time: the guest starts with it accepted
+  // (TDH.MEM.PAGE.ADD leaves it MAPPED), holding the measured content.
+  void loaded(uint64_t gfn, uint64_t v) { accepted_[gfn] = 1, value_[gfn] = v; }
   // The private page is gone (punched out of guest_memfd): its data is lost, as the guest's
   // next access will find out.
   void dropped(uint64_t gfn, uint64_t count) {

@@ -70,9 +70,10 @@ void check_mirror_sept(kvm::Kvm& k, Violations* out) {
   });
   for (int level = kvm::kPg4K; level <= kvm::kPg1G; level++)
     if (leaves[level] != k.page_stats(level))
-      out->push_back({"mirror-sept", "page-stats", std::string("pages_") + kvm_level(level) + " is " +
-                                                       std::to_string(k.page_stats(level)) + ", the mirror has " +
-                                                       std::to_string(leaves[level]) + " leaves"});
+      out->push_back({"mirror-sept", "page-stats",
+                      std::string("pages_") + kvm_level(level) + " is " +
+                          std::to_string(k.page_stats(level)) + ", the mirror has " +
+                          std::to_string(leaves[level]) + " leaves"});
   if (premapped_free > static_cast<uint64_t>(k.nr_premapped()))
     out->push_back({"mirror-sept", "premap",
                     std::to_string(premapped_free) +

@@ -48,6 +48,8 @@ class Guest {
   // that became shared starts at zero in the shared alias.
   void forget(uint64_t gfn, uint64_t count);
   bool believes_accepted(uint64_t gfn) const { return accepted_[gfn]; }
+  // Build-time memory (KVM_TDX_INIT_MEM_REGION) is accepted from the guest's first instruction.
+  void mark_accepted(uint64_t gfn) { accepted_[gfn] = 1; }
 
   // `stale-tlb`: every cached translation of a vCPU in guest mode is still what the S-EPT maps.
   void check_tlbs(check::Violations* out) const;

@@ -129,7 +129,8 @@ class KvmExec : public tdx::Hooks {
   void check_read(const Stmt& s, const Outcome& o, check::Violations* v) {
     const uint64_t gfn = s.args[1];
     auto want = model_.expected(gfn);
-    if (!want || kvm_.vm_bugged()) return;
+    // A VM that was already dead (killed or bugged) cannot read; that read proves nothing.
+    if (!want || kvm_.vm_bugged() || dead_before_read_) return;
     if (!o.has_value)
       v->push_back({"guest-data", "read-failed",
                     "vCPU " + std::to_string(s.args[0]) + " read of GFN " + hex(gfn) + " ended `" +
@@ -150,8 +151,14 @@ class KvmExec : public tdx::Hooks {
   Outcome step(const Stmt& s) {
     const auto& a = s.args;
     switch (s.op) {
-      case Op::INIT_MEM:
-        return word(kvm_.tdx_init_mem_region(a[0]));
+      case Op::INIT_MEM: {
+        int e = kvm_.tdx_init_mem_region(a[0]);
+        if (e == 0) {  // build-time memory is accepted, with the measured content
+          guest_.mark_accepted(a[0]);
+          model_.loaded(a[0], host_.content(kvm_.gmem_pfn(a[0])));
+        }
+        return word(e);
+      }
       case Op::FINALIZE:
         return word(kvm_.tdx_td_finalize());
       case Op::MAP:
@@ -195,6 +202,7 @@ class KvmExec : public tdx::Hooks {
       }
       case Op::GUEST_READ: {
         const uint64_t gfn = a[1];
+        dead_before_read_ = kvm_.vm_dead();
         const bool was = guest_.believes_accepted(gfn);
         guest::Result r = guest_.read(static_cast<int>(a[0]), gfn);
         if (!was && guest_.believes_accepted(gfn))
@@ -286,6 +294,7 @@ class KvmExec : public tdx::Hooks {
   check::GuestDataModel model_;
   check::KvmCheckCursor cursor_;
   bool torn_down_ = false;
+  bool dead_before_read_ = false;
   CallLog log_;
 };
 
