@@ -97,7 +97,11 @@ TEST(TraceParse, ErrorPositions) {
       {"target module\ntdh.mem.track ->\n", 2, 17, "needs a result"},
       {"target module\n@cpu0 tdh.mem.track\n", 2, 1, "unknown actor"},
       {"target module\n@vcpu1 tdg.mem.page.accept 0 0x0 4K\n", 2, 1, "belongs to @vcpu0"},
-      {"target module\nschedule random 1\n", 2, 1, "not supported"},
+      {"target module\nschedule random 1\n", 2, 1, "applies to KVM traces"},
+      {"schedule vcpu0:no-such-point -> host0\n", 1, 16, "unknown yield point"},
+      {"schedule vcpu9:kick -> host0\n", 1, 10, "unknown actor"},
+      {"schedule vcpu0:kick host0\n", 1, 21, "expected `-> ACTOR`"},
+      {"schedule random 1\nschedule pct 2\n", 2, 1, "only one"},
       {"target bogus\n", 1, 8, "unknown target"},
   };
   for (const auto& c : cases) {

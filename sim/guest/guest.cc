@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "sim/sched/probe.h"
+
 namespace guest {
 
 using kvm::kPg2M;
@@ -63,6 +65,7 @@ Result Guest::accept_once(int v, uint64_t gfn, int pg_level, bool* size_mismatch
   const uint64_t limit = kvm_.options().local_retry_limit;
   const uint64_t gpa = gfn << 12;
   for (uint64_t tries = 0; tries <= limit; tries++) {
+    kvm_.vcpu_ack_kick(v);  // an instruction boundary: a pending IPI is taken here
     if (int e = enter(v)) return fail_run(e);
     tdx::AcceptResult a =
         kvm_.module().tdg_mem_page_accept(kvm_.tdvpr(v), gpa | kvm::tdx_level(pg_level));
@@ -77,13 +80,18 @@ Result Guest::accept_once(int v, uint64_t gfn, int pg_level, bool* size_mismatch
           *size_mismatch = true;
           return {};
         }
-        if (tdx::is_busy(a.status)) continue;  // the host holds the entry: try again
+        if (tdx::is_busy(a.status)) {  // the host holds the entry: try again
+          sched::hit(sched::Probe::accept_busy);
+          kvm_.env().yield("guest-accept-busy");
+          continue;
+        }
         Result r;  // e.g. TDX_OPERAND_INVALID: a Linux guest would panic
         r.kind = Result::kErrno;
         r.err = -kvm::kEINVAL;
         return r;
       }
       case tdx::AcceptResult::kEptViolation: {
+        kvm_.vcpu_async_exit(v);  // the module already left the TD; KVM is back in control
         int h = kvm_.tdx_handle_ept_violation(v, gpa, 1, a.exit);
         if (h < 0) return fail_run(h);
         continue;
@@ -171,7 +179,9 @@ Result Guest::access(int v, uint64_t gfn, bool is_write, uint64_t value) {
   if (r.kind != Result::kOk) return r;
   const uint64_t limit = kvm_.options().local_retry_limit;
   for (uint64_t tries = 0; tries <= limit; tries++) {
+    kvm_.vcpu_ack_kick(v);
     if (int e = enter(v)) return fail_run(e);
+    kvm_.env().yield("guest-access");
     const TlbEntry* t = tlb_lookup(v, gfn);
     TlbEntry fresh;
     if (!t) {

@@ -2,6 +2,8 @@
 // attributes, lpage_info and guest_memfd.
 #include "sim/kvm/kvm.h"
 
+#include "sim/sched/probe.h"
+
 #include <cstdlib>
 #include <sstream>
 
@@ -104,7 +106,10 @@ Kvm::Kvm(host::HostPages& host, tdx::Module& module, const Options& opts, int nv
       attr_private_(memory_gfns, 1),
       lpage_((memory_gfns + 511) / 512, 0),
       gmem_((memory_gfns + 511) / 512),
-      vcpus_(nvcpus) {
+      vcpus_(nvcpus),
+      kick_pending_(new std::atomic<bool>[nvcpus]),
+      mode_(new std::atomic<bool>[nvcpus]) {
+  for (int v = 0; v < nvcpus; v++) kick_pending_[v] = false, mode_[v] = false;
   module_.set_hooks(this);
   // KVM_CREATE_VM + KVM_TDX_INIT_VM + vCPU creation: the TD in op state INITIALIZED.
   tdr_ = module_.create_td(nvcpus);
@@ -144,9 +149,11 @@ void Kvm::kvm_vm_dead_() {
 }
 
 void Kvm::lockdep_assert(LockNeed need, const char* function) {
-  bool ok = need == LockNeed::kWrite  ? mmu_lock_.writer
-            : need == LockNeed::kRead ? mmu_lock_.readers > 0
-                                      : mmu_lock_.writer || mmu_lock_.readers > 0;
+  // lockdep asks whether *this* thread holds the lock.
+  const int me = env_->actor() + 1;
+  const bool w = mmu_lock_.writer && mmu_lock_.writer_actor == me;
+  const bool r = mmu_lock_.reader_actor[me] > 0;
+  const bool ok = need == LockNeed::kWrite ? w : need == LockNeed::kRead ? r : (w || r);
   if (!ok)
     violations_.push_back({"lock-discipline", function,
                            std::string(function) + " runs without kvm->mmu_lock held for " +
@@ -156,26 +163,52 @@ void Kvm::lockdep_assert(LockNeed need, const char* function) {
 }
 
 void Kvm::mmu_write_lock() {
-  if (mmu_lock_.writer || mmu_lock_.readers)
+  yield("mmu_lock-write");
+  const int me = env_->actor() + 1;
+  auto free = [&] { return !mmu_lock_.writer && !mmu_lock_.readers; };
+  if (!free()) sched::hit(sched::Probe::mmu_lock_contended);
+  if (!env_->block_until("kvm->mmu_lock (write)", free, [&] {
+        mmu_lock_.writer = true;
+        mmu_lock_.writer_actor = me;
+      })) {
     violations_.push_back(
         {"liveness", "mmu_lock", "write_lock(&kvm->mmu_lock) while it is held: deadlock"});
-  yield("mmu_lock-write");
-  mmu_lock_.writer = true;
+    mmu_lock_.writer = true;  // go on as the kernel would not: the report ends the run
+    mmu_lock_.writer_actor = me;
+  }
 }
 void Kvm::mmu_write_unlock() {
   mmu_lock_.writer = false;
+  mmu_lock_.writer_actor = -1;
+  env_->notify();
   yield("mmu_unlock-write");
 }
 void Kvm::mmu_read_lock() {
-  if (mmu_lock_.writer)
+  yield("mmu_lock-read");
+  const int me = env_->actor() + 1;
+  auto free = [&] { return !mmu_lock_.writer; };
+  if (!free()) sched::hit(sched::Probe::mmu_lock_contended);
+  if (!env_->block_until("kvm->mmu_lock (read)", free, [&] {
+        mmu_lock_.readers++;
+        mmu_lock_.reader_actor[me]++;
+      })) {
     violations_.push_back(
         {"liveness", "mmu_lock", "read_lock(&kvm->mmu_lock) while held for write: deadlock"});
-  yield("mmu_lock-read");
-  mmu_lock_.readers++;
+    mmu_lock_.readers++;
+    mmu_lock_.reader_actor[me]++;
+  }
 }
 void Kvm::mmu_read_unlock() {
   mmu_lock_.readers--;
+  mmu_lock_.reader_actor[env_->actor() + 1]--;
+  env_->notify();
   yield("mmu_unlock-read");
+}
+
+bool Kvm::vcpu_ack_kick(int v) {
+  if (!kick_pending_[v].load()) return false;
+  vcpu_async_exit(v);  // the IPI: out of guest mode
+  return true;
 }
 
 // tdx_gmem_private_max_mapping_level, v2 patch 23: 4K until the TD is RUNNABLE, then 2M.
@@ -260,6 +293,13 @@ void Kvm::on_call(const char* name, const tdx::Regs& in, const tdx::Regs& out) {
   if (observer_) observer_->on_call(name, in, out);
 }
 bool Kvm::interrupt_pending(const char* where) {
+  // A 2M ACCEPT checks for interrupts between chunks: a kick of its vCPU stops it there.
+  const int me = env_->actor();
+  if (std::string_view(where) == "accept" && sched::is_vcpu_actor(me) && me < nr_vcpus() &&
+      kick_pending_[me]) {
+    sched::hit(sched::Probe::accept_interrupted_by_kick);
+    return true;
+  }
   return observer_ && observer_->interrupt_pending(where);
 }
 

@@ -15,6 +15,7 @@
 #include "sim/check/violation.h"
 #include "sim/host/pages.h"
 #include "sim/kvm/spte.h"
+#include "sim/sched/env.h"
 #include "sim/tdx/module.h"
 
 namespace kvm {
@@ -75,6 +76,8 @@ enum class TdState : uint8_t { UNINITIALIZED, INITIALIZED, RUNNABLE };
 struct RwLock {
   int readers = 0;
   bool writer = false;
+  int writer_actor = -1;
+  std::array<int, 24> reader_actor{};  // readers per actor (index actor + 1), for lockdep
 };
 enum class LockNeed : uint8_t { kRead, kWrite, kAny };
 
@@ -172,10 +175,18 @@ class Kvm : public tdx::Hooks {
   void on_tlb_flush(const tdx::Td& td, int vcpu) override;
   void on_call(const char* name, const tdx::Regs& in, const tdx::Regs& out) override;
   bool interrupt_pending(const char* where) override;
-  void yield(const char* where) override {
-    if (observer_) observer_->yield(where);
-  }
+  void yield(const char* where) override { env_->yield(where); }
   void set_observer(tdx::Hooks* h) { observer_ = h; }
+  // Where yields and blocking go: sequential by default, the scheduler when interleaved.
+  void set_env(sched::Env* env) { env_ = env ? env : &sched::sequential_env(); }
+  sched::Env& env() { return *env_; }
+  // A vCPU at an instruction boundary takes a pending kick (KVM_REQ_OUTSIDE_GUEST_MODE IPI):
+  // it leaves guest mode. True if it did.
+  bool vcpu_ack_kick(int v);
+  bool kick_pending(int v) const { return kick_pending_[v].load(); }
+  // vcpu->mode == IN_GUEST_MODE: set before TDH.VP.ENTER (so a kick waits for a vCPU that is
+  // entering), cleared when the vCPU is back in KVM (kvm-tdx.md §7.9).
+  bool vcpu_mode_in_guest(int v) const { return mode_[v].load(); }
 
   // lockdep_assert_held{,_read,_write}: records a `lock-discipline` violation naming `function`
   // when kvm->mmu_lock is not held in the needed mode.
@@ -224,6 +235,7 @@ class Kvm : public tdx::Hooks {
   void tdx_no_vcpus_enter_start();
   void tdx_no_vcpus_enter_stop();
   void kvm_make_all_cpus_request_outside_guest_mode();
+  void leave_guest_mode(int v);
   int tdx_check_accept_level(int v, uint64_t gfn, const tdx::EptExit& info);
   tdx::Regs seamcall(tdx::Leaf leaf, uint64_t rcx, uint64_t rdx = 0, uint64_t r8 = 0,
                      uint64_t r9 = 0);
@@ -270,6 +282,9 @@ class Kvm : public tdx::Hooks {
   std::vector<uint64_t> free_sp_slots_;
   uint64_t root_ = 0;
   std::vector<VcpuState> vcpus_;
+  std::unique_ptr<std::atomic<bool>[]> kick_pending_;
+  std::unique_ptr<std::atomic<bool>[]> mode_;
+  sched::Env* env_ = &sched::sequential_env();
   std::vector<BugOn> bug_ons_;
   std::array<int64_t, 5> stats_{};
   check::Violations violations_;

@@ -3,6 +3,8 @@
 // removal of page tables, precise zap and the cross-boundary split (kvm-tdx.md §2.A-§2.C).
 #include "sim/kvm/kvm.h"
 
+#include "sim/sched/probe.h"
+
 namespace kvm {
 
 uint64_t Kvm::tdp_mmu_alloc_sp(int level, uint64_t gfn, bool with_external_spt) {
@@ -53,7 +55,10 @@ int Kvm::kvm_tdp_mmu_map(int v, uint64_t gfn, int goal_level) {
     std::atomic<uint64_t>* sptep = &p->spt[(gfn >> (9 * (level - 1))) & 511];
     const uint64_t base = gfn & ~(pages_per(level) - 1);
     uint64_t spte = sptep->load(std::memory_order_acquire);
-    if (is_frozen(spte)) return RET_PF_RETRY;
+    if (is_frozen(spte)) {
+      sched::hit(sched::Probe::fault_saw_frozen_spte);
+      return RET_PF_RETRY;
+    }
     // v2 patch 07 (disallowed_hugepage_adjust): never replace a mirror page table by a huge leaf.
     if (level == goal_level && is_shadow_present(spte) && !is_last_spte(spte, level)) goal_level--;
     if (level == goal_level) {
@@ -110,11 +115,14 @@ int Kvm::set_external_spte_present(std::atomic<uint64_t>* sptep, uint64_t gfn, u
              "transition is neither !present->present nor leaf->non-leaf");
   // Freeze the SPTE for the duration of the SEAMCALL (FROZEN protocol, §5.2).
   if (opts_.has(Bug::plain_spte_store_read_lock)) {
-    sptep->store(kFrozenSpte, std::memory_order_relaxed);  // bug zoo: no cmpxchg
+    // bug zoo: a plain store, no cmpxchg (and not even an atomic one, as ThreadSanitizer sees)
+    *reinterpret_cast<volatile uint64_t*>(sptep) = kFrozenSpte;
   } else {
     uint64_t expected = old_spte;
-    if (!sptep->compare_exchange_strong(expected, kFrozenSpte, std::memory_order_acq_rel))
+    if (!sptep->compare_exchange_strong(expected, kFrozenSpte, std::memory_order_acq_rel)) {
+      sched::hit(sched::Probe::fault_cmpxchg_lost);
       return -kEBUSY;
+    }
   }
   yield("spte-frozen");
   int r;

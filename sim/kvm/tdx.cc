@@ -2,6 +2,8 @@
 // (arch/x86/kvm/vmx/tdx.c in the v2 series; kvm-tdx.md §2.A-§2.C, §2.F, §4).
 #include "sim/kvm/kvm.h"
 
+#include "sim/sched/probe.h"
+
 namespace kvm {
 
 using tdx::Leaf;
@@ -22,8 +24,13 @@ tdx::Regs Kvm::seamcall(Leaf leaf, uint64_t rcx, uint64_t rdx, uint64_t r8, uint
 tdx::Regs Kvm::seamcall_retry(Leaf leaf, uint64_t rcx, uint64_t rdx, uint64_t r8) {
   tdx::Regs r = seamcall(leaf, rcx, rdx, r8);
   if (!tdx::is_busy(r.rax) || opts_.has(Bug::no_vcpus_retry_off)) return r;
+  sched::hit(leaf == Leaf::MEM_RANGE_BLOCK   ? sched::Probe::no_vcpus_retry_block
+             : leaf == Leaf::MEM_TRACK       ? sched::Probe::no_vcpus_retry_track
+             : leaf == Leaf::MEM_PAGE_REMOVE ? sched::Probe::no_vcpus_retry_remove
+                                             : sched::Probe::no_vcpus_retry_demote);
   tdx_no_vcpus_enter_start();
   r = seamcall(leaf, rcx, rdx, r8);
+  if (r.rax == 0) sched::hit(sched::Probe::no_vcpus_retry_succeeded);
   if (opts_.has(Bug::leave_wait_for_sept_zap) && r.rax != 0) return r;  // bug zoo: flag left set
   tdx_no_vcpus_enter_stop();
   return r;
@@ -41,13 +48,31 @@ void Kvm::tdx_no_vcpus_enter_stop() {
 }
 
 // KVM_REQ_OUTSIDE_GUEST_MODE (NO_ACTION | WAIT): returns once every vCPU is out of guest mode.
+// Sequentially a vCPU is always at an instruction boundary and takes the IPI at once; when
+// actors interleave, each vCPU acknowledges at its next boundary (a vCPU inside a TDCALL or
+// TDH.VP.ENTER finishes it first) and the requester waits.
 void Kvm::kvm_make_all_cpus_request_outside_guest_mode() {
+  std::vector<int> targets;
   for (int v = 0; v < nr_vcpus(); v++) {
-    if (!vcpu_in_guest(v)) continue;
+    if (!mode_[v]) continue;
     vcpus_[v].kicks++;
-    yield("kick");
-    vcpu_async_exit(v);  // the IPI's acknowledgement
+    kick_pending_[v] = true;
+    targets.push_back(v);
   }
+  if (targets.empty()) return;
+  yield("kick");
+  if (!env_->interleaved()) {
+    for (int v : targets) vcpu_ack_kick(v);
+    return;
+  }
+  env_->notify();
+  auto all_out = [&] {
+    for (int v : targets)
+      if (mode_[v]) return false;
+    return true;
+  };
+  if (!all_out()) sched::hit(sched::Probe::kick_waited_for_vcpu);
+  env_->block_until("vCPUs to leave guest mode (kick)", all_out);
 }
 
 // link_external_spt: TDH.MEM.SEPT.ADD under the read lock.
@@ -58,7 +83,10 @@ int Kvm::tdx_sept_link_private_spt(uint64_t gfn, int level, uint64_t external_sp
   if (r.rax == 0) return 0;
   host_.transfer(external_spt >> 12, 0, host::Use::kModule, host::Use::kHost,
                  "TDH.MEM.SEPT.ADD failed");
-  if (tdx::is_busy(r.rax)) return -kEBUSY;
+  if (tdx::is_busy(r.rax)) {
+    sched::hit(sched::Probe::fault_seamcall_busy);
+    return -kEBUSY;
+  }
   KVM_BUG_ON(true, "tdx_sept_link_private_spt", "TDH.MEM.SEPT.ADD failed", r.rax, true);
   return -kEIO;
 }
@@ -78,7 +106,10 @@ int Kvm::tdx_sept_set_private_spte(uint64_t gfn, int level, uint64_t pfn) {
   tdx::Regs r = seamcall(Leaf::MEM_PAGE_AUG, gpa_rcx(gfn, level), tdr_, pfn << 12);
   if (r.rax == 0) return 0;
   host_.transfer(pfn, order, host::Use::kModule, host::Use::kHost, "TDH.MEM.PAGE.AUG failed");
-  if (tdx::is_busy(r.rax)) return -kEBUSY;
+  if (tdx::is_busy(r.rax)) {
+    sched::hit(sched::Probe::fault_seamcall_busy);
+    return -kEBUSY;
+  }
   KVM_BUG_ON(true, "tdx_mem_page_aug", "TDH.MEM.PAGE.AUG failed", r.rax, true);
   return -kEIO;
 }

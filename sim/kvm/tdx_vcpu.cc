@@ -2,6 +2,8 @@
 // local retry and the v2 accept-level split (kvm-tdx.md §2.A A1, §2.C T1, §2.F F1).
 #include "sim/kvm/kvm.h"
 
+#include "sim/sched/probe.h"
+
 namespace kvm {
 
 using tdx::Leaf;
@@ -19,17 +21,35 @@ int Kvm::kvm_arch_vcpu_ioctl_run(int v) {
       return -kEINTR;
     }
     if (vm_dead_) return -kEIO;
-    // The no-vCPUs-enter flag: return to the run loop without TDH.VP.ENTER.
+    // vcpu->mode = IN_GUEST_MODE before the checks, so that a kick sent from here on waits
+    // for this vCPU (kvm-tdx.md §7.9).
+    mode_[v] = true;
+    // The no-vCPUs-enter flag: back to the run loop without TDH.VP.ENTER (the kernel spins
+    // through the run loop; here the actor waits for the flag to clear).
     if (wait_for_sept_zap_.load()) {
-      yield("vcpu-run-fastpath");
+      leave_guest_mode(v);
+      sched::hit(sched::Probe::vcpu_held_out);
+      if (!env_->block_until("wait_for_sept_zap to clear",
+                             [&] { return !wait_for_sept_zap_.load(); })) {
+        yield("vcpu-run-fastpath");
+        continue;
+      }
       continue;
     }
     yield("vcpu-enter");
     tdx::Regs r = seamcall(Leaf::VP_ENTER, tdvpr(v));
-    if (r.rax == 0) return 0;
+    if (r.rax == 0) {
+      // An IPI that arrived meanwhile takes the vCPU straight out again.
+      if (vcpu_ack_kick(v)) continue;
+      return 0;
+    }
+    leave_guest_mode(v);
     // BUSY (a TRACK holds the epoch lock, or the zero-step filter met the tree lock): fastpath
     // EXIT_HANDLED, so a pending kick can be acknowledged; try again.
-    if (tdx::is_busy(r.rax)) continue;
+    if (tdx::is_busy(r.rax)) {
+      sched::hit(sched::Probe::vcpu_enter_busy);
+      continue;
+    }
     if (r.rax == tdx::kExitReasonEptViolation) {  // the zero-step filter's synthetic exit
       int h = tdx_handle_ept_violation(v, r.r8, 0, {});
       if (h < 0) return h;
@@ -39,8 +59,16 @@ int Kvm::kvm_arch_vcpu_ioctl_run(int v) {
   }
 }
 
+// Back in KVM: vcpu->mode = OUTSIDE_GUEST_MODE; a pending IPI is acknowledged by the exit.
+void Kvm::leave_guest_mode(int v) {
+  mode_[v] = false;
+  kick_pending_[v] = false;
+  env_->notify();
+}
+
 void Kvm::vcpu_async_exit(int v) {
   module_.td_exit(tdvpr(v));  // no-op when not in guest mode
+  leave_guest_mode(v);
 }
 
 // tdx_check_accept_level (v2 patch 14, T1): the guest accepted at a smaller size than KVM
@@ -89,6 +117,7 @@ int Kvm::tdx_handle_ept_violation(int v, uint64_t gpa, unsigned eeq_type,
     mmu_read_unlock();
     if (r != RET_PF_RETRY) break;
     if (vm_dead_) return -kEIO;  // KVM_REQ_VM_DEAD pending
+    sched::hit(sched::Probe::ept_violation_local_retry);
     yield("ept-violation-local-retry");
   }
   return r;

@@ -24,6 +24,11 @@ class CallLog {
     }
     flush();
     last_ = key;
+    if (out.rax == ~0ull) {  // a guest TDCALL that was interrupted and will re-execute
+      *os_ << "    " << name << " rcx=" << hex(in.rcx)
+           << " -> interrupted (progress saved; re-executes)\n";
+      return;
+    }
     *os_ << "    " << name << " rcx=" << hex(in.rcx) << " rdx=" << hex(in.rdx)
          << " r8=" << hex(in.r8) << " -> " << tdx::status_name(out.rax) << " rcx=" << hex(out.rcx)
          << " rdx=" << hex(out.rdx) << " r8=" << hex(out.r8) << "\n";

@@ -42,22 +42,11 @@ class KvmExec : public tdx::Hooks {
 
   RunResult run() {
     RunResult r;
-    for (size_t i = 0; i < t_.stmts.size(); i++) {
-      const Stmt& s = t_.stmts[i];
-      if (opts_.log) *opts_.log << "[" << i << "] line " << s.line << ": " << print_stmt(s) << "\n";
-      Outcome out = step(s);
-      r.steps++;
-      log_.flush();
-      if (opts_.log) *opts_.log << "    => " << out.word << "\n";
-      check::Violations v;
-      if (s.op == Op::GUEST_READ) check_read(s, out, &v);
-      // A property violation is the deeper finding: it wins over a mismatched expectation.
-      check::check_kvm(kvm_, guest_, true, &cursor_, &v);
-      if (!v.empty()) return fail(r, i, s.line, v.front());
-      if (!matches(s, out)) {
-        r.failure = {Failure::kExpectation, i, s.line, print_expect(s.expect), out.word, {}};
-        return r;
-      }
+    if (t_.schedule.kind != sched::Schedule::kNone) {
+      if (!run_interleaved(&r)) return r;
+    } else {
+      for (size_t i = 0; i < t_.stmts.size(); i++)
+        if (!run_stmt(i, /*quiescent=*/true, &r)) return r;
     }
     if (!torn_down_) {
       if (opts_.log) *opts_.log << "[end] implicit teardown\n";
@@ -68,6 +57,86 @@ class KvmExec : public tdx::Hooks {
       if (!v.empty()) return fail(r, t_.stmts.size(), 0, v.front());
     }
     return r;
+  }
+
+  // One statement with its checks; false when it failed (r holds the failure).
+  bool run_stmt(size_t i, bool quiescent, RunResult* r) {
+    const Stmt& s = t_.stmts[i];
+    if (opts_.log)
+      *opts_.log << "[" << i << "] line " << s.line << " " << sched::actor_name(stmt_actor(s))
+                 << ": " << print_stmt(s) << "\n";
+    Outcome out = step(s);
+    r->steps++;
+    log_.flush();
+    if (opts_.log) *opts_.log << "    => " << out.word << "\n";
+    check::Violations v;
+    if (s.op == Op::GUEST_READ) check_read(s, out, &v);
+    // A property violation is the deeper finding: it wins over a mismatched expectation.
+    check::check_kvm(kvm_, guest_, quiescent, &cursor_, &v);
+    if (!v.empty()) {
+      fail(*r, i, s.line, v.front());
+      return false;
+    }
+    if (!matches(s, out)) {
+      r->failure = {Failure::kExpectation, i, s.line, print_expect(s.expect), out.word, {}};
+      return false;
+    }
+    return true;
+  }
+
+  // Each actor runs its own lines in order; the schedule interleaves them at yield points.
+  // Checks that need a quiescent system run when every actor is done.
+  bool run_interleaved(RunResult* r) {
+    sched::Scheduler sch(t_.schedule);
+    if (opts_.log) {
+      *opts_.log << "schedule: "
+                 << (t_.schedule.kind == sched::Schedule::kRules ? "switch rules" : "seeded")
+                 << "\n"
+                 << print_schedule(t_.schedule);
+      sch.on_switch = [&](const std::string& what) { log_.note("[switch] " + what); };
+    }
+    std::vector<int> order;
+    std::vector<std::vector<size_t>> lines(sched::kHostBase + 4);
+    for (size_t i = 0; i < t_.stmts.size(); i++) {
+      const int a = stmt_actor(t_.stmts[i]);
+      if (lines[a].empty()) order.push_back(a);
+      lines[a].push_back(i);
+    }
+    int active = static_cast<int>(order.size());
+    bool failed = false;
+    for (int a : order) {
+      sch.add_actor(a, [&, a] {
+        for (size_t i : lines[a]) {
+          if (!run_stmt(i, /*quiescent=*/false, r)) {
+            failed = true;
+            sch.stop();
+          }
+        }
+        active--;
+        // A vCPU left in guest mode keeps taking kicks until every other actor is done.
+        while (sched::is_vcpu_actor(a) && kvm_.vcpu_in_guest(a)) {
+          sch.block_until("a kick or the end of the trace",
+                          [&] { return kvm_.kick_pending(a) || active == 0; }, {});
+          if (!kvm_.vcpu_ack_kick(a)) break;
+        }
+      });
+    }
+    kvm_.set_env(&sch);
+    const bool ok = sch.run();
+    kvm_.set_env(nullptr);
+    log_.flush();
+    if (failed) return false;
+    if (!ok) {
+      fail(*r, t_.stmts.size(), 0, {"liveness", "schedule", sch.why()});
+      return false;
+    }
+    check::Violations v;
+    check::check_kvm(kvm_, guest_, true, &cursor_, &v);
+    if (!v.empty()) {
+      fail(*r, t_.stmts.size(), 0, v.front());
+      return false;
+    }
+    return true;
   }
 
   void on_call(const char* name, const tdx::Regs& in, const tdx::Regs& out) override {

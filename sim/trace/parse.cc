@@ -174,9 +174,7 @@ class Parser {
         return error(ln, tok[2].column, "unexpected `" + std::string(tok[2].text) + "`");
       return header(ln, w, tok[1]);
     }
-    if (w == "schedule")
-      return error(ln, tok[0].column,
-                   "`schedule` lines are not supported yet: this version replays sequentially");
+    if (w == "schedule") return schedule(ln, tok, eol);
     Stmt s;
     s.line = ln;
     s.column = tok[0].column;
@@ -263,6 +261,73 @@ class Parser {
       if (!expect(ln, tok[i + 1].column, result, &s.expect)) return false;
     }
     t_.stmts.push_back(std::move(s));
+    return true;
+  }
+
+  // schedule random SEED | schedule pct SEED [DEPTH] | schedule WHO:POINT[#N] -> ACTOR
+  bool schedule(int ln, const std::vector<Token>& tok, int eol) {
+    sched::Schedule& sc = t_.schedule;
+    if (t_.target != Target::kKvm)
+      return error(ln, tok[0].column,
+                   "`schedule` applies to KVM traces; module traces run sequentially");
+    if (tok.size() < 2)
+      return error(
+          ln, eol,
+          "`schedule` needs `random SEED`, `pct SEED [DEPTH]` or `WHO:POINT[#N] -> ACTOR`");
+    std::string_view kind = tok[1].text;
+    if (kind == "random" || kind == "pct") {
+      if (sc.kind != sched::Schedule::kNone)
+        return error(ln, tok[0].column,
+                     "only one `schedule random|pct` line, and not together with switch rules");
+      uint64_t seed, depth = 3;
+      if (tok.size() < 3 || !parse_number(tok[2].text, &seed))
+        return error(ln, tok.size() < 3 ? eol : tok[2].column, "expected a seed number");
+      if (kind == "pct" && tok.size() > 3 &&
+          (!parse_number(tok[3].text, &depth) || depth < 1 || depth > 64))
+        return error(ln, tok[3].column, "PCT depth must be 1..64");
+      if (tok.size() > (kind == "pct" ? 4u : 3u))
+        return error(ln, tok[kind == "pct" ? 4 : 3].column,
+                     "unexpected `" + std::string(tok.back().text) + "`");
+      sc.kind = kind == "random" ? sched::Schedule::kRandom : sched::Schedule::kPct;
+      sc.seed = seed;
+      sc.depth = static_cast<uint32_t>(depth);
+      return true;
+    }
+    if (sc.kind != sched::Schedule::kNone && sc.kind != sched::Schedule::kRules)
+      return error(ln, tok[0].column, "switch rules cannot be combined with `schedule random|pct`");
+    std::string_view rule = tok[1].text;
+    const size_t colon = rule.find(':');
+    if (colon == std::string_view::npos)
+      return error(ln, tok[1].column,
+                   "expected `WHO:POINT[#N] -> ACTOR` (e.g. vcpu0:accept-entry-locked -> host0)");
+    sched::SwitchRule r;
+    r.who = sched::parse_actor(std::string(rule.substr(0, colon)));
+    if (r.who < 0 || (sched::is_vcpu_actor(r.who) && r.who >= t_.vcpus))
+      return error(ln, tok[1].column, "unknown actor `" + std::string(rule.substr(0, colon)) + "`");
+    std::string_view point = rule.substr(colon + 1);
+    const size_t hash = point.find('#');
+    if (hash != std::string_view::npos) {
+      uint64_t n;
+      if (!parse_number(point.substr(hash + 1), &n) || n == 0 || n > 1000000)
+        return error(ln, tok[1].column + static_cast<int>(colon + hash) + 2,
+                     "expected an occurrence number 1.. after `#`");
+      r.nth = static_cast<uint32_t>(n);
+      point = point.substr(0, hash);
+    }
+    if (!sched::is_yield_point(point))
+      return error(ln, tok[1].column + static_cast<int>(colon) + 1,
+                   "unknown yield point `" + std::string(point) + "`; the points are:\n" +
+                       sched::yield_points_help());
+    r.where = std::string(point);
+    if (tok.size() < 4 || tok[2].text != "->")
+      return error(ln, tok.size() < 3 ? eol : tok[2].column, "expected `-> ACTOR`");
+    r.to = sched::parse_actor(std::string(tok[3].text));
+    if (r.to < 0 || (sched::is_vcpu_actor(r.to) && r.to >= t_.vcpus))
+      return error(ln, tok[3].column, "unknown actor `" + std::string(tok[3].text) + "`");
+    if (tok.size() > 4)
+      return error(ln, tok[4].column, "unexpected `" + std::string(tok[4].text) + "`");
+    sc.kind = sched::Schedule::kRules;
+    sc.rules.push_back(r);
     return true;
   }
 
@@ -374,6 +439,23 @@ class Parser {
 
 const OpInfo& op_info(Op op) {
   return kOps[static_cast<size_t>(op)];
+}
+
+int stmt_actor(const Stmt& s) {
+  if (!s.actor.empty()) return sched::parse_actor(s.actor);
+  switch (s.op) {
+    case Op::ENTER:
+    case Op::EXIT:
+    case Op::GUEST_ACCEPT:
+    case Op::GUEST_WRITE:
+    case Op::GUEST_READ:
+    case Op::VP_ENTER:
+    case Op::TD_EXIT:
+    case Op::ACCEPT:
+      return static_cast<int>(s.args[0]);  // the vCPU's own thread
+    default:
+      return sched::kHostBase;  // host0
+  }
 }
 
 std::optional<Op> find_op(std::string_view name) {

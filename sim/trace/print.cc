@@ -71,12 +71,34 @@ std::string print_stmt(const Stmt& s) {
   return out;
 }
 
+std::string print_schedule(const sched::Schedule& s) {
+  std::string out;
+  switch (s.kind) {
+    case sched::Schedule::kNone:
+      break;
+    case sched::Schedule::kRandom:
+      out = "schedule random " + std::to_string(s.seed) + "\n";
+      break;
+    case sched::Schedule::kPct:
+      out = "schedule pct " + std::to_string(s.seed) + " " + std::to_string(s.depth) + "\n";
+      break;
+    case sched::Schedule::kRules:
+      for (const auto& r : s.rules)
+        out += "schedule " + sched::actor_name(r.who) + ":" + r.where +
+               (r.nth == 1 ? "" : "#" + std::to_string(r.nth)) + " -> " + sched::actor_name(r.to) +
+               "\n";
+      break;
+  }
+  return out;
+}
+
 std::string print(const Trace& t) {
   std::ostringstream o;
   o << "target " << (t.target == Target::kModule ? "module" : "kvm") << "\n";
   o << "vcpus " << t.vcpus << "\n";
   o << "memory " << t.memory << "\n";
   for (auto& [name, value] : t.options) o << "option " << name << "=" << value << "\n";
+  o << print_schedule(t.schedule);
   for (auto& s : t.stmts) o << print_stmt(s) << "\n";
   return o.str();
 }

@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "sim/sched/scheduler.h"
+
 namespace trace {
 
 enum class Op : uint8_t {
@@ -71,9 +73,10 @@ struct Trace {
   uint64_t memory = 4096;
   std::vector<std::pair<std::string, std::string>> options;  // `option NAME=VALUE`, as written
   std::vector<Stmt> stmts;
+  sched::Schedule schedule;  // `schedule` lines; kNone: sequential
   bool operator==(const Trace& o) const {
     return target == o.target && vcpus == o.vcpus && memory == o.memory && options == o.options &&
-           stmts == o.stmts;
+           stmts == o.stmts && schedule == o.schedule;
   }
 };
 
@@ -89,6 +92,11 @@ std::optional<Trace> parse(std::string_view text, ParseError* err);
 // number or on/off; `bug` takes bug-zoo names separated by commas. Empty string when valid.
 std::string check_option(Target target, std::string_view name, std::string_view value);
 bool option_number(std::string_view value, uint64_t* out);
+
+// The actor a statement belongs to: its @prefix, else vcpuV for vCPU and guest operations,
+// else host0.
+int stmt_actor(const Stmt& s);
+std::string print_schedule(const sched::Schedule& s);
 
 // Canonical text of a trace; parse(print(t)) == t.
 std::string print(const Trace& t);

@@ -1,0 +1,232 @@
+#include "sim/sched/scheduler.h"
+
+#include <algorithm>
+
+namespace sched {
+
+Env& sequential_env() {
+  static Env env;
+  return env;
+}
+
+namespace {
+struct Point {
+  std::string_view name, help;
+};
+constexpr Point kPoints[] = {
+#define POINT(name, help) {name, help},
+#include "sim/sched/points.def"
+#undef POINT
+};
+}  // namespace
+
+bool is_yield_point(std::string_view name) {
+  for (const auto& p : kPoints)
+    if (p.name == name) return true;
+  return false;
+}
+
+std::string yield_points_help() {
+  std::string s;
+  for (const auto& p : kPoints)
+    s += "  " + std::string(p.name) + "\n      " + std::string(p.help) + "\n";
+  return s;
+}
+
+std::string actor_name(int id) {
+  return is_vcpu_actor(id) ? "vcpu" + std::to_string(id) : "host" + std::to_string(id - kHostBase);
+}
+
+int parse_actor(const std::string& name) {
+  auto num = [](const std::string& s, int* v) {
+    if (s.empty() || s.size() > 2) return false;
+    for (char c : s)
+      if (c < '0' || c > '9') return false;
+    *v = std::stoi(s);
+    return true;
+  };
+  int v;
+  if (name.rfind("vcpu", 0) == 0 && num(name.substr(4), &v) && v < 8) return v;
+  if (name.rfind("host", 0) == 0 && num(name.substr(4), &v) && v < 4) return kHostBase + v;
+  return -1;
+}
+
+Scheduler::Scheduler(const Schedule& s, uint64_t step_limit)
+    : s_(s),
+      step_limit_(step_limit),
+      rng_(s.seed * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull) {}
+
+Scheduler::~Scheduler() = default;
+
+uint64_t Scheduler::rand() {  // splitmix64: every choice comes from the one seed
+  uint64_t z = (rng_ += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+void Scheduler::add_actor(int id, std::function<void()> body) {
+  auto a = std::make_unique<Actor>();
+  a->id = id;
+  a->body = std::move(body);
+  a->fiber = std::make_unique<Fiber>();
+  actors_.push_back(std::move(a));
+}
+
+bool Scheduler::run() {
+  if (actors_.empty()) return true;
+  for (auto& a : actors_) {
+    Actor* self = a.get();
+    a->fiber->reset([this, self] {
+      self->body();
+      self->done = true;
+      go_home(pick_other(self));
+    });
+  }
+  if (s_.kind == Schedule::kPct) {
+    // Distinct random priorities; depth-1 change points spread over the expected run length.
+    for (auto& a : actors_) a->priority = 1000 + static_cast<int64_t>(rand() % 1000000);
+    const uint64_t k = 64 * actors_.size() + 64;
+    for (uint32_t i = 1; i < s_.depth; i++) change_points_.push_back(1 + rand() % k);
+    std::sort(change_points_.begin(), change_points_.end());
+  }
+  next_ = s_.kind == Schedule::kRandom ? actors_[rand() % actors_.size()].get()
+          : s_.kind == Schedule::kPct
+              ? std::max_element(actors_.begin(), actors_.end(),
+                                 [](auto& x, auto& y) { return x->priority < y->priority; })
+                    ->get()
+              : actors_.front().get();
+  Fiber* home = Fiber::thread_fiber();
+  while (!stop_) {
+    if (!next_) {
+      bool all_done = std::all_of(actors_.begin(), actors_.end(), [](auto& a) { return a->done; });
+      if (all_done) break;
+      std::string w = "deadlock:";
+      for (auto& a : actors_)
+        if (!a->done) w += " " + actor_name(a->id) + " waits for " + a->what + ";";
+      why_ = w;
+      stop_ = true;
+      break;
+    }
+    cur_ = next_;
+    next_ = nullptr;
+    Fiber::switch_to(home, cur_->fiber.get());
+    cur_ = nullptr;
+  }
+  return why_.empty();
+}
+
+void Scheduler::go_home(Actor* next) {
+  next_ = next;
+  Fiber::switch_to(cur_->fiber.get(), Fiber::thread_fiber());
+}
+
+void Scheduler::stop() {
+  stop_ = true;
+  Fiber::switch_to(cur_->fiber.get(), Fiber::thread_fiber());
+  __builtin_trap();  // never resumed
+}
+
+void Scheduler::abort_run(std::string why) {
+  why_ = std::move(why);
+  stop_ = true;
+  Fiber::switch_to(cur_->fiber.get(), Fiber::thread_fiber());
+  __builtin_trap();  // never resumed
+}
+
+Scheduler::Actor* Scheduler::pick_other(Actor* from) {
+  std::vector<Actor*> ready;
+  for (auto& a : actors_)
+    if (a.get() != from && runnable(a.get())) ready.push_back(a.get());
+  if (ready.empty()) return nullptr;
+  switch (s_.kind) {
+    case Schedule::kRandom:
+      return ready[rand() % ready.size()];
+    case Schedule::kPct:
+      return *std::max_element(ready.begin(), ready.end(),
+                               [](Actor* x, Actor* y) { return x->priority < y->priority; });
+    default: {
+      // Round robin in declaration order, starting after `from`.
+      size_t i = 0;
+      while (i < actors_.size() && actors_[i].get() != from) i++;
+      for (size_t k = 1; k <= actors_.size(); k++) {
+        Actor* a = actors_[(i + k) % actors_.size()].get();
+        if (a != from && runnable(a)) return a;
+      }
+      return nullptr;
+    }
+  }
+}
+
+Scheduler::Actor* Scheduler::pick_at_yield(const char* where, uint32_t nth) {
+  switch (s_.kind) {
+    case Schedule::kRules:
+      for (const auto& r : s_.rules)
+        if (r.who == cur_->id && r.nth == nth && r.where == where) {
+          for (auto& a : actors_)
+            if (a->id == r.to && runnable(a.get())) return a.get();
+        }
+      return cur_;
+    case Schedule::kRandom: {
+      std::vector<Actor*> ready;
+      for (auto& a : actors_)
+        if (runnable(a.get())) ready.push_back(a.get());
+      return ready[rand() % ready.size()];
+    }
+    case Schedule::kPct: {
+      while (!change_points_.empty() && change_points_.front() <= decisions_) {
+        change_points_.erase(change_points_.begin());
+        cur_->priority = --low_priority_;  // the running actor drops below everyone
+      }
+      Actor* best = cur_;
+      for (auto& a : actors_)
+        if (runnable(a.get()) && a->priority > best->priority) best = a.get();
+      return best;
+    }
+    default:
+      return cur_;
+  }
+}
+
+void Scheduler::yield(const char* where) {
+  if (!cur_) return;  // outside any actor (setup, teardown)
+  if (++decisions_ > step_limit_)
+    abort_run("no progress: " + std::to_string(step_limit_) +
+              " scheduling decisions without finishing");
+  const uint32_t nth = ++cur_->counts[where];
+  Actor* next = pick_at_yield(where, nth);
+  if (next == cur_) return;
+  if (on_switch)
+    on_switch(actor_name(cur_->id) + " @ " + where + "#" + std::to_string(nth) + " -> " +
+              actor_name(next->id));
+  go_home(next);
+}
+
+bool Scheduler::block_until(const char* what, const std::function<bool()>& ready,
+                            const std::function<void()>& take) {
+  if (!cur_) return Env::block_until(what, ready, take);
+  while (!ready()) {
+    if (++decisions_ > step_limit_)
+      abort_run("no progress: " + std::to_string(step_limit_) +
+                " scheduling decisions without finishing");
+    cur_->waiting = &ready;
+    cur_->what = what;
+    Actor* next = pick_other(cur_);
+    if (!next) {
+      std::string w = "deadlock:";
+      for (auto& a : actors_)
+        if (!a->done)
+          w +=
+              " " + actor_name(a->id) + " waits for " + (a->waiting ? a->what : "(runnable)") + ";";
+      abort_run(w);
+    }
+    if (on_switch)
+      on_switch(actor_name(cur_->id) + " waits for " + what + " -> " + actor_name(next->id));
+    go_home(next);
+    cur_->waiting = nullptr;
+  }
+  if (take) take();
+  return true;
+}
+
+}  // namespace sched

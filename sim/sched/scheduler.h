@@ -1,0 +1,103 @@
+// The deterministic scheduler: one actor (a fiber) runs at a time; at every yield point the
+// schedule decides which runnable actor continues. Blocking (a lock held, a kick waiting for
+// its acknowledgement, wait_for_sept_zap) makes an actor not runnable until its condition
+// holds, so the scheduler never deadlocks itself; a real deadlock or an endless run ends the
+// run with a reason. The same schedule replays exactly.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "sim/sched/env.h"
+#include "sim/sched/fiber.h"
+
+namespace sched {
+
+// "When actor `who` reaches its `nth` yield point named `where`, switch to actor `to`."
+struct SwitchRule {
+  int who = 0;
+  std::string where;
+  uint32_t nth = 1;
+  int to = 0;
+  bool operator==(const SwitchRule&) const = default;
+};
+
+struct Schedule {
+  enum Kind : uint8_t {
+    kNone,    // sequential: each statement to completion, in file order
+    kRules,   // run in order; switch only where a rule says
+    kRandom,  // at every yield point a seeded random runnable actor continues
+    kPct,     // PCT: random priorities, depth-1 priority change points
+  } kind = kNone;
+  std::vector<SwitchRule> rules;
+  uint64_t seed = 0;
+  uint32_t depth = 3;
+  bool operator==(const Schedule&) const = default;
+};
+
+// Yield point names (points.def).
+bool is_yield_point(std::string_view name);
+std::string yield_points_help();
+
+std::string actor_name(int id);            // "vcpu0", "host1"
+int parse_actor(const std::string& name);  // -1 when not an actor name
+
+class Scheduler : public Env {
+ public:
+  explicit Scheduler(const Schedule& s, uint64_t step_limit = 200000);
+  ~Scheduler() override;
+
+  // Actors in declaration order (the order of their first line in the trace).
+  void add_actor(int id, std::function<void()> body);
+  // Runs until every actor is done: true, or false with why().
+  bool run();
+  const std::string& why() const { return why_; }
+  // Ends the run now from inside an actor (a failure was found); run() then returns true.
+  void stop();
+  uint64_t decisions() const { return decisions_; }
+  // Called at every switch with "vcpu0 @ accept-entry-locked#1 -> host0".
+  std::function<void(const std::string&)> on_switch;
+
+  void yield(const char* where) override;
+  bool block_until(const char* what, const std::function<bool()>& ready,
+                   const std::function<void()>& take) override;
+  bool interleaved() const override { return true; }
+  int actor() const override { return cur_ ? cur_->id : -1; }
+
+ private:
+  struct Actor {
+    int id = 0;
+    std::function<void()> body;
+    std::unique_ptr<Fiber> fiber;
+    bool done = false;
+    const std::function<bool()>* waiting = nullptr;
+    const char* what = "";
+    std::unordered_map<std::string, uint32_t> counts;
+    int64_t priority = 0;
+  };
+  bool runnable(const Actor* a) const { return !a->done && (!a->waiting || (*a->waiting)()); }
+  Actor* pick_other(Actor* from);  // the next runnable actor when `from` cannot go on
+  Actor* pick_at_yield(const char* where, uint32_t nth);
+  void go_home(Actor* next);  // leave the current actor; `next` runs next (null: stop)
+  void abort_run(std::string why);
+  uint64_t rand();
+
+  Schedule s_;
+  uint64_t step_limit_;
+  std::vector<std::unique_ptr<Actor>> actors_;
+  Actor* cur_ = nullptr;
+  Actor* next_ = nullptr;
+  bool stop_ = false;
+  std::string why_;
+  uint64_t decisions_ = 0;
+  uint64_t rng_;
+  std::vector<uint64_t> change_points_;
+  int64_t low_priority_ = 0;
+};
+
+}  // namespace sched
