@@ -91,12 +91,13 @@ TEST_F(KvmCheck, PageOwnerCatchesAMappedFrameFreedByTheHost) {
 }
 
 TEST_F(KvmCheck, StaleTlbCatchesATranslationThatOutlivedItsEntry) {
-  // vCPU 0 is in guest mode with the 2M translation cached; the entry is torn out without
-  // TRACK or a kick (as only a broken module or KVM could).
+  // vCPU 0 is in guest mode with the 2M translation cached; the entry is replaced without
+  // TRACK or a kick (as only a broken module or KVM could). A BLOCKED entry would still be
+  // the same page, legitimately cached until the kick.
   ASSERT_TRUE(k.vcpu_in_guest(0));
   auto w = module.walk(*module.td_of(k.tdr()), 0x200000, tdx::kLevel2M);
   w.slot->store(
-      tdx::SeptEntry::make(tdx::SeptState::BLOCKED, tdx::SeptEntry{w.slot->load()}.hpa_bits()).raw);
+      tdx::SeptEntry::make(tdx::SeptState::PENDING, tdx::SeptEntry{w.slot->load()}.hpa_bits()).raw);
   check::Violations v;
   g.check_tlbs(&v);
   EXPECT_TRUE(has(v, "stale-tlb")) << dump(v);
@@ -105,7 +106,7 @@ TEST_F(KvmCheck, StaleTlbCatchesATranslationThatOutlivedItsEntry) {
 TEST_F(KvmCheck, StaleTlbIsCheckedAtEveryAccessToo) {
   auto w = module.walk(*module.td_of(k.tdr()), 0x200000, tdx::kLevel2M);
   w.slot->store(
-      tdx::SeptEntry::make(tdx::SeptState::BLOCKED, tdx::SeptEntry{w.slot->load()}.hpa_bits()).raw);
+      tdx::SeptEntry::make(tdx::SeptState::PENDING, tdx::SeptEntry{w.slot->load()}.hpa_bits()).raw);
   g.read(0, 0x211);  // served from the cached translation
   EXPECT_TRUE(has(g.violations(), "stale-tlb")) << dump(g.violations());
 }

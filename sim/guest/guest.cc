@@ -74,6 +74,7 @@ Result Guest::accept_once(int v, uint64_t gfn, int pg_level, bool* size_mismatch
         const tdx::Status s = tdx::status_class(a.status);
         if (s == tdx::Status::SUCCESS || s == tdx::Status::PAGE_ALREADY_ACCEPTED) {
           for (uint64_t g = gfn; g < gfn + kvm::pages_per(pg_level); g++) accepted_[g] = 1;
+          if (s == tdx::Status::SUCCESS) listener_->accepted(gfn, kvm::pages_per(pg_level));
           return {};
         }
         if (s == tdx::Status::PAGE_SIZE_MISMATCH) {
@@ -82,7 +83,7 @@ Result Guest::accept_once(int v, uint64_t gfn, int pg_level, bool* size_mismatch
         }
         if (tdx::is_busy(a.status)) {  // the host holds the entry: try again
           sched::hit(sched::Probe::accept_busy);
-          kvm_.env().yield("guest-accept-busy");
+          kvm_.env().spin("guest-accept-busy");
           continue;
         }
         Result r;  // e.g. TDX_OPERAND_INVALID: a Linux guest would panic
@@ -146,9 +147,11 @@ bool Guest::tlb_valid(const TlbEntry& t, std::string* why) const {
   if (!td) return *why = "the TD is gone", false;
   auto w = kvm_.module().walk(*td, t.gfn << 12, kvm::tdx_level(t.level));
   const tdx::SeptEntry e{w.slot->load()};
-  if (w.reached && e.state() == tdx::SeptState::MAPPED &&
-      e.hpa(kvm::tdx_level(t.level)) == t.pfn << 12)
-    return true;
+  // BLOCKED is still the same page: blocked but not yet removed or demoted, which is exactly
+  // the window TRACK + kick exists for (tdx-module.md §3).
+  const bool same_page =
+      e.state() == tdx::SeptState::MAPPED || e.state() == tdx::SeptState::BLOCKED;
+  if (w.reached && same_page && e.hpa(kvm::tdx_level(t.level)) == t.pfn << 12) return true;
   *why = std::string("cached ") + (t.level == kPg2M ? "2M" : "4K") + " translation GFN " +
          hex(t.gfn) + " -> PFN " + hex(t.pfn) + ", but the S-EPT has " +
          tdx::state_name(e.state()) + " at " + tdx::level_name(w.level) +
@@ -173,6 +176,10 @@ Result Guest::access(int v, uint64_t gfn, bool is_write, uint64_t value) {
     if (is_write) shared_[gfn] = value;
     auto it = shared_.find(gfn);
     r.value = it == shared_.end() ? 0 : it->second;
+    if (is_write)
+      listener_->stored(gfn, value);
+    else
+      listener_->loaded(v, gfn, r.value);
     return r;
   }
   ensure_accepted(v, gfn, &r);
@@ -216,8 +223,12 @@ Result Guest::access(int v, uint64_t gfn, bool is_write, uint64_t value) {
                                    " through a stale translation: " + why});
     }
     const uint64_t pfn = t->pfn + (gfn - t->gfn);
-    if (is_write) kvm_.host().content(pfn) = value;
+    if (is_write) {
+      kvm_.host().content(pfn) = value;
+      listener_->stored(gfn, value);
+    }
     r.value = kvm_.host().content(pfn);
+    if (!is_write) listener_->loaded(v, gfn, r.value);
     return r;
   }
   violations_.push_back({"liveness", "guest-access",

@@ -36,7 +36,17 @@ struct TlbEntry {
 
 class Guest {
  public:
+  // Told of each effect at the instant it happens, so that a reference model stays exact when
+  // vCPUs and the host interleave.
+  struct Listener {
+    virtual ~Listener() = default;
+    virtual void accepted(uint64_t gfn, uint64_t count) { (void)gfn, (void)count; }  // zeroed
+    virtual void stored(uint64_t gfn, uint64_t value) { (void)gfn, (void)value; }
+    virtual void loaded(int v, uint64_t gfn, uint64_t value) { (void)v, (void)gfn, (void)value; }
+  };
+
   explicit Guest(kvm::Kvm& kvm);
+  void set_listener(Listener* l) { listener_ = l ? l : &null_listener_; }
 
   Result accept(int v, uint64_t gfn, int pg_level);
   Result write(int v, uint64_t gfn, uint64_t value);
@@ -70,6 +80,8 @@ class Guest {
   std::vector<uint8_t> accepted_;                            // what the guest believes
   std::unordered_map<uint64_t, uint64_t> shared_;  // shared pages, through the shared GPA alias
   check::Violations violations_;
+  Listener null_listener_;
+  Listener* listener_ = &null_listener_;
 };
 
 }  // namespace guest

@@ -197,6 +197,16 @@ class Kvm : public tdx::Hooks {
                   bool has_status = false);
 
  private:
+  // One private fault at gfn: the PFN from guest_memfd (before mmu_lock, under its
+  // invalidate lock), then kvm_tdp_mmu_map under the read lock unless an invalidation made
+  // the fault stale. Returns RET_PF_* or a negative errno.
+  int kvm_mmu_do_page_fault(int v, uint64_t gfn, int max_level);
+  bool is_page_fault_stale(uint64_t gfn, uint64_t mmu_seq) const;
+  void kvm_mmu_invalidate_begin(uint64_t start, uint64_t end);
+  void kvm_mmu_invalidate_end();
+  void filemap_invalidate_lock(bool exclusive);
+  void filemap_invalidate_unlock(bool exclusive);
+
   // tdp_mmu.cc
   int kvm_tdp_mmu_map(int v, uint64_t gfn, int max_level);
   int kvm_mmu_hugepage_adjust(uint64_t gfn, int max_level);
@@ -269,6 +279,10 @@ class Kvm : public tdx::Hooks {
   std::atomic<bool> wait_for_sept_zap_{false};
   int64_t nr_premapped_ = 0;
   RwLock mmu_lock_;
+  RwLock gmem_invalidate_lock_;  // guest_memfd's filemap invalidate lock
+  uint64_t mmu_invalidate_seq_ = 0;
+  int mmu_invalidate_in_progress_ = 0;
+  uint64_t mmu_invalidate_start_ = 0, mmu_invalidate_end_ = 0;
   bool slots_locked_ = false;
   std::vector<uint8_t> attr_private_;  // per GFN: 1 = private (the initial attribute)
   std::vector<uint32_t> lpage_;        // per 2M range: MIXED / GUEST_INHIBIT flags

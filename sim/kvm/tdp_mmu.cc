@@ -63,10 +63,10 @@ int Kvm::kvm_tdp_mmu_map(int v, uint64_t gfn, int goal_level) {
     if (level == goal_level && is_shadow_present(spte) && !is_last_spte(spte, level)) goal_level--;
     if (level == goal_level) {
       if (is_leaf(spte, level)) return RET_PF_SPURIOUS;
-      uint64_t pfn;
-      int folio_level;
-      if (!gmem_get_pfn(base, &pfn, &folio_level)) return -kENOMEM;
-      if (folio_level < level) return RET_PF_RETRY;  // cannot happen: hugepage_adjust capped it
+      // The folio the fault got before taking mmu_lock (a truncation since then made the
+      // fault stale, and the caller checked that under this lock).
+      const uint64_t pfn = gmem_pfn(base);
+      if (pfn == ~0ull) return RET_PF_RETRY;
       return tdp_mmu_set_spte_atomic(sptep, base, spte, make_leaf_spte(pfn, level), level)
                  ? RET_PF_RETRY
                  : RET_PF_FIXED;

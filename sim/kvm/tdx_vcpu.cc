@@ -48,6 +48,7 @@ int Kvm::kvm_arch_vcpu_ioctl_run(int v) {
     // EXIT_HANDLED, so a pending kick can be acknowledged; try again.
     if (tdx::is_busy(r.rax)) {
       sched::hit(sched::Probe::vcpu_enter_busy);
+      env_->spin("vcpu-enter-busy");
       continue;
     }
     if (r.rax == tdx::kExitReasonEptViolation) {  // the zero-step filter's synthetic exit
@@ -94,6 +95,63 @@ int Kvm::tdx_check_accept_level(int v, uint64_t gfn, const tdx::EptExit& info) {
   return 0;
 }
 
+int Kvm::kvm_mmu_do_page_fault(int v, uint64_t gfn, int max_level) {
+  const uint64_t mmu_seq = mmu_invalidate_seq_;
+  if (!attr_private_[gfn]) return -kEFAULT;  // private fault on a shared GFN: KVM_EXIT_MEMORY_FAULT
+  uint64_t pfn;
+  int folio_level;
+  filemap_invalidate_lock(false);
+  const bool got = gmem_get_pfn(gfn, &pfn, &folio_level);
+  filemap_invalidate_unlock(false);
+  if (!got) return -kENOMEM;
+  const int goal = std::min(kvm_mmu_hugepage_adjust(gfn, max_level), folio_level);
+  mmu_read_lock();
+  int r = is_page_fault_stale(gfn, mmu_seq) ? RET_PF_RETRY : kvm_tdp_mmu_map(v, gfn, goal);
+  mmu_read_unlock();
+  return r;
+}
+
+// An invalidation (conversion, punch hole) in progress over gfn, or one that completed since
+// the fault sampled the sequence count: the fault must retry (mmu_invalidate_retry_gfn).
+bool Kvm::is_page_fault_stale(uint64_t gfn, uint64_t mmu_seq) const {
+  if (mmu_invalidate_in_progress_ && gfn >= mmu_invalidate_start_ && gfn < mmu_invalidate_end_)
+    return true;
+  return mmu_invalidate_seq_ != mmu_seq;
+}
+
+void Kvm::kvm_mmu_invalidate_begin(uint64_t start, uint64_t end) {
+  lockdep_assert(LockNeed::kWrite, "kvm_mmu_invalidate_begin");
+  if (!mmu_invalidate_in_progress_++) {
+    mmu_invalidate_start_ = start;
+    mmu_invalidate_end_ = end;
+  } else {
+    mmu_invalidate_start_ = std::min(mmu_invalidate_start_, start);
+    mmu_invalidate_end_ = std::max(mmu_invalidate_end_, end);
+  }
+}
+
+void Kvm::kvm_mmu_invalidate_end() {
+  lockdep_assert(LockNeed::kWrite, "kvm_mmu_invalidate_end");
+  mmu_invalidate_seq_++;
+  mmu_invalidate_in_progress_--;
+}
+
+void Kvm::filemap_invalidate_lock(bool exclusive) {
+  RwLock& l = gmem_invalidate_lock_;
+  auto ready = [&] { return !l.writer && (!exclusive || !l.readers); };
+  if (!env_->block_until("the guest_memfd invalidate lock", ready,
+                         [&] { exclusive ? void(l.writer = true) : void(l.readers++); })) {
+    violations_.push_back(
+        {"liveness", "filemap_invalidate_lock", "guest_memfd invalidate lock held: deadlock"});
+    exclusive ? void(l.writer = true) : void(l.readers++);
+  }
+}
+
+void Kvm::filemap_invalidate_unlock(bool exclusive) {
+  exclusive ? void(gmem_invalidate_lock_.writer = false) : void(gmem_invalidate_lock_.readers--);
+  env_->notify();
+}
+
 int Kvm::tdx_handle_ept_violation(int v, uint64_t gpa, unsigned eeq_type,
                                   const tdx::EptExit& info) {
   const uint64_t gfn = gpa >> 12;
@@ -107,18 +165,11 @@ int Kvm::tdx_handle_ept_violation(int v, uint64_t gpa, unsigned eeq_type,
   if (gfn >= nr_gfns_) return -kEFAULT;  // no memslot: KVM_EXIT_MEMORY_FAULT
   int r = RET_PF_RETRY;
   for (uint64_t tries = 0; tries <= opts_.local_retry_limit; tries++) {
-    if (!attr_private_[gfn]) return -kEFAULT;  // private fault on a shared GFN
-    uint64_t pfn;
-    int folio_level;
-    if (!gmem_get_pfn(gfn, &pfn, &folio_level)) return -kENOMEM;
-    const int goal = std::min(kvm_mmu_hugepage_adjust(gfn, kPg2M), folio_level);
-    mmu_read_lock();
-    r = kvm_tdp_mmu_map(v, gfn, goal);
-    mmu_read_unlock();
+    r = kvm_mmu_do_page_fault(v, gfn, kPg2M);
     if (r != RET_PF_RETRY) break;
     if (vm_dead_) return -kEIO;  // KVM_REQ_VM_DEAD pending
     sched::hit(sched::Probe::ept_violation_local_retry);
-    yield("ept-violation-local-retry");
+    env_->spin("ept-violation-local-retry");
   }
   return r;
 }

@@ -14,22 +14,16 @@ int Kvm::tdx_init_mem_region(uint64_t gfn) {
   if (state_ == TdState::RUNNABLE) return -kEINVAL;
   if (gfn >= nr_gfns_ || !attr_private_[gfn]) return -kEINVAL;
   slots_locked_ = true;
-  uint64_t pfn;
-  int folio_level;
   int r = RET_PF_RETRY;
   for (uint64_t tries = 0; r == RET_PF_RETRY && tries <= opts_.local_retry_limit; tries++) {
-    if (!gmem_get_pfn(gfn, &pfn, &folio_level)) {
-      slots_locked_ = false;
-      return -kENOMEM;
-    }
-    mmu_read_lock();
-    r = kvm_tdp_mmu_map(0, gfn, kPg4K);
-    mmu_read_unlock();
+    r = kvm_mmu_do_page_fault(0, gfn, kPg4K);
+    if (r == RET_PF_RETRY) env_->spin("fault-retry");
   }
   if (r < 0 || r == RET_PF_RETRY) {
     slots_locked_ = false;
     return r < 0 ? r : -kEINTR;
   }
+  const uint64_t pfn = gmem_pfn(gfn);
   uint64_t src;
   if (!host_.alloc(0, host::Use::kHost, &src)) {
     slots_locked_ = false;
@@ -73,16 +67,10 @@ int Kvm::kvm_pre_fault_memory(uint64_t gfn, int max_level) {
   int level;
   if (mirror_leaf(gfn, &spte, &level)) return 0;
   for (uint64_t tries = 0; tries <= opts_.local_retry_limit; tries++) {
-    if (!attr_private_[gfn]) return -kEFAULT;
-    uint64_t pfn;
-    int folio_level;
-    if (!gmem_get_pfn(gfn, &pfn, &folio_level)) return -kENOMEM;
-    const int goal = std::min(kvm_mmu_hugepage_adjust(gfn, max_level), folio_level);
-    mmu_read_lock();
-    int r = kvm_tdp_mmu_map(0, gfn, goal);
-    mmu_read_unlock();
+    int r = kvm_mmu_do_page_fault(0, gfn, max_level);
     if (r != RET_PF_RETRY) return r < 0 ? r : 0;
     if (vm_dead_) return -kEIO;
+    env_->spin("fault-retry");
   }
   return -kEINTR;  // as if a signal ended kvm_tdp_map_page's retry loop
 }
@@ -101,18 +89,22 @@ int Kvm::split_huge_page(uint64_t gfn) {
 int Kvm::kvm_gmem_punch_hole(uint64_t gfn, uint64_t count) {
   if (gfn >= nr_gfns_ || count == 0 || count > nr_gfns_ - gfn) return -kEINVAL;
   const uint64_t end = gfn + count;
+  // The invalidate lock keeps faults from getting a PFN in the range until truncation is
+  // done; the invalidation makes a fault that already has one retry.
+  filemap_invalidate_lock(true);
   mmu_write_lock();
-  if (!opts_.has(Bug::whole_2m_zap)) {
-    int r = kvm_split_cross_boundary_leafs(gfn, end, /*shared=*/false);  // kvm_gmem_split_private
-    if (r < 0) {
-      mmu_write_unlock();
-      return r;
-    }
-  }
-  tdp_mmu_zap_leafs(gfn, end);  // kvm_gmem_zap
+  kvm_mmu_invalidate_begin(gfn, end);
+  int r = 0;
+  if (!opts_.has(Bug::whole_2m_zap))
+    r = kvm_split_cross_boundary_leafs(gfn, end, /*shared=*/false);  // kvm_gmem_split_private
+  if (r >= 0) tdp_mmu_zap_leafs(gfn, end);                           // kvm_gmem_zap
   mmu_write_unlock();
-  gmem_truncate(gfn, end);
-  return 0;
+  if (r >= 0) gmem_truncate(gfn, end);
+  mmu_write_lock();
+  kvm_mmu_invalidate_end();
+  mmu_write_unlock();
+  filemap_invalidate_unlock(true);
+  return r < 0 ? r : 0;
 }
 
 // KVM_SET_MEMORY_ATTRIBUTES (T2): to shared splits crossing private leaves, then zaps them.
@@ -121,24 +113,23 @@ int Kvm::kvm_vm_set_mem_attributes(uint64_t gfn, uint64_t count, bool to_private
   if (gfn >= nr_gfns_ || count == 0 || count > nr_gfns_ - gfn) return -kEINVAL;
   const uint64_t end = gfn + count;
   slots_locked_ = true;
-  mmu_write_lock();  // kvm_handle_gfn_range, with the range invalidated
+  mmu_write_lock();  // kvm_handle_gfn_range: the range is invalidated while it changes
+  kvm_mmu_invalidate_begin(gfn, end);
+  int r = 0;
   if (!to_private) {
-    if (!opts_.has(Bug::whole_2m_zap)) {
-      int r = kvm_split_cross_boundary_leafs(gfn, end, /*shared=*/false);
-      if (r < 0) {
-        mmu_write_unlock();
-        slots_locked_ = false;
-        return r;
-      }
-    }
-    tdp_mmu_zap_leafs(gfn, end);
+    if (!opts_.has(Bug::whole_2m_zap))
+      r = kvm_split_cross_boundary_leafs(gfn, end, /*shared=*/false);
+    if (r >= 0) tdp_mmu_zap_leafs(gfn, end);
   }
   // (to private: only shared mappings are zapped; the shared EPT is not modelled)
-  for (uint64_t g = gfn; g < end; g++) attr_private_[g] = to_private;
-  recompute_lpage_mixed(gfn, end);
+  if (r >= 0) {
+    for (uint64_t g = gfn; g < end; g++) attr_private_[g] = to_private;
+    recompute_lpage_mixed(gfn, end);
+  }
+  kvm_mmu_invalidate_end();
   mmu_write_unlock();
   slots_locked_ = false;
-  return 0;
+  return r < 0 ? r : 0;
 }
 
 // Destruction (6.17+ / v2 base, our reading): the VM is marked dead (as KVM_TDX_TERMINATE_VM

@@ -19,6 +19,10 @@ class Env {
   virtual ~Env() = default;
   // A yield point: another actor may run here.
   virtual void yield(const char* where) { (void)where; }
+  // A yield point inside a retry loop (the actor waits for someone else to make progress): the
+  // scheduler lets another runnable actor go first, whatever its strategy, so that spinning
+  // cannot starve the actor it waits for.
+  virtual void spin(const char* where) { yield(where); }
   // Blocks the calling actor until `ready()` holds, then runs `take()` atomically with it
   // (nothing else runs in between). Returns false when that can never happen in this
   // environment (sequential replay: `ready()` is false now); the interleaving scheduler never

@@ -134,6 +134,16 @@ void Scheduler::abort_run(std::string why) {
   __builtin_trap();  // never resumed
 }
 
+Scheduler::Actor* Scheduler::round_robin(Actor* from) {
+  size_t i = 0;
+  while (i < actors_.size() && actors_[i].get() != from) i++;
+  for (size_t k = 1; k <= actors_.size(); k++) {
+    Actor* a = actors_[(i + k) % actors_.size()].get();
+    if (a != from && runnable(a)) return a;
+  }
+  return nullptr;
+}
+
 Scheduler::Actor* Scheduler::pick_other(Actor* from) {
   std::vector<Actor*> ready;
   for (auto& a : actors_)
@@ -198,6 +208,23 @@ void Scheduler::yield(const char* where) {
   if (next == cur_) return;
   if (on_switch)
     on_switch(actor_name(cur_->id) + " @ " + where + "#" + std::to_string(nth) + " -> " +
+              actor_name(next->id));
+  go_home(next);
+}
+
+void Scheduler::spin(const char* where) {
+  if (!cur_) return;
+  if (++decisions_ > step_limit_)
+    abort_run("no progress: " + std::to_string(step_limit_) +
+              " scheduling decisions without finishing");
+  const uint32_t nth = ++cur_->counts[where];
+  // Fairness: the next runnable actor in declaration order, whatever the strategy (PCT would
+  // otherwise starve the low-priority actor the spinner waits for). Rules still apply.
+  Actor* next = s_.kind == Schedule::kRules ? pick_at_yield(where, nth) : nullptr;
+  if (!next || next == cur_) next = round_robin(cur_);
+  if (!next || next == cur_) return;
+  if (on_switch)
+    on_switch(actor_name(cur_->id) + " spins @ " + where + "#" + std::to_string(nth) + " -> " +
               actor_name(next->id));
   go_home(next);
 }

@@ -64,6 +64,7 @@ class Scheduler : public Env {
   std::function<void(const std::string&)> on_switch;
 
   void yield(const char* where) override;
+  void spin(const char* where) override;
   bool block_until(const char* what, const std::function<bool()>& ready,
                    const std::function<void()>& take) override;
   bool interleaved() const override { return true; }
@@ -82,6 +83,7 @@ class Scheduler : public Env {
   };
   bool runnable(const Actor* a) const { return !a->done && (!a->waiting || (*a->waiting)()); }
   Actor* pick_other(Actor* from);  // the next runnable actor when `from` cannot go on
+  Actor* round_robin(Actor* from);
   Actor* pick_at_yield(const char* where, uint32_t nth);
   void go_home(Actor* next);  // leave the current actor; `next` runs next (null: stop)
   void abort_run(std::string why);

@@ -26,7 +26,7 @@ struct Outcome {
   uint64_t value = 0;
 };
 
-class KvmExec : public tdx::Hooks {
+class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
  public:
   KvmExec(const Trace& t, const RunOptions& o, const KvmRunConfig& cfg)
       : t_(t),
@@ -38,6 +38,7 @@ class KvmExec : public tdx::Hooks {
         model_(t.memory),
         log_(o.log) {
     kvm_.set_observer(this);
+    guest_.set_listener(this);
   }
 
   RunResult run() {
@@ -114,7 +115,7 @@ class KvmExec : public tdx::Hooks {
         }
         active--;
         // A vCPU left in guest mode keeps taking kicks until every other actor is done.
-        while (sched::is_vcpu_actor(a) && kvm_.vcpu_in_guest(a)) {
+        while (sched::is_vcpu_actor(a) && kvm_.vcpu_mode_in_guest(a)) {
           sch.block_until("a kick or the end of the trace",
                           [&] { return kvm_.kick_pending(a) || active == 0; }, {});
           if (!kvm_.vcpu_ack_kick(a)) break;
@@ -194,20 +195,29 @@ class KvmExec : public tdx::Hooks {
     }
   }
 
-  // guest-data: a read returns the last value the guest wrote since it accepted the page.
-  void check_read(const Stmt& s, const Outcome& o, check::Violations* v) {
-    const uint64_t gfn = s.args[1];
+  // guest-data, at the instant of each effect (Guest::Listener).
+  void accepted(uint64_t gfn, uint64_t count) override { model_.accepted(gfn, count); }
+  void stored(uint64_t gfn, uint64_t value) override { model_.wrote(gfn, value); }
+  void loaded(int v, uint64_t gfn, uint64_t value) override {
     auto want = model_.expected(gfn);
-    // A VM that was already dead (killed or bugged) cannot read; that read proves nothing.
-    if (!want || kvm_.vm_bugged() || dead_before_read_) return;
-    if (!o.has_value)
-      v->push_back({"guest-data", "read-failed",
-                    "vCPU " + std::to_string(s.args[0]) + " read of GFN " + hex(gfn) + " ended `" +
-                        o.word + "`; the guest wrote " + hex(*want)});
-    else if (o.value != *want)
-      v->push_back(
-          {"guest-data", "wrong-value",
-           "GFN " + hex(gfn) + " reads " + hex(o.value) + ", the guest wrote " + hex(*want)});
+    if (want && *want != value && !kvm_.vm_bugged())
+      load_violations_.push_back({"guest-data", "wrong-value",
+                                  "vCPU " + std::to_string(v) + " reads " + hex(value) +
+                                      " at GFN " + hex(gfn) + ", the guest wrote " + hex(*want)});
+  }
+
+  // A read of a page the guest had accepted that ends without a value is data loss, unless the
+  // VM was already dead or the page was dropped or converted meanwhile.
+  void check_read(const Stmt& s, const Outcome& o, check::Violations* v) {
+    for (auto& x : load_violations_) v->push_back(std::move(x));
+    load_violations_.clear();
+    const uint64_t gfn = s.args[1];
+    if (o.has_value || !read_want_ || kvm_.vm_bugged() || dead_before_read_ ||
+        model_.generation(gfn) != read_gen_)
+      return;
+    v->push_back({"guest-data", "read-failed",
+                  "vCPU " + std::to_string(s.args[0]) + " read of GFN " + hex(gfn) + " ended `" +
+                      o.word + "`; the guest wrote " + hex(*read_want_)});
   }
 
   static Outcome word(int err) { return {kvm::errno_name(err)}; }
@@ -234,17 +244,14 @@ class KvmExec : public tdx::Hooks {
         return word(kvm_.kvm_pre_fault_memory(a[0], static_cast<int>(a[1]) + 1));
       case Op::SPLIT:
         return word(kvm_.split_huge_page(a[0]));
-      case Op::ZAP: {
-        int e = kvm_.kvm_gmem_punch_hole(a[0], a[1]);
-        model_.dropped(a[0], a[1]);
-        return word(e);
-      }
+      case Op::ZAP:
+        model_.dropped(a[0], a[1]);  // from now on the data is going away
+        return word(kvm_.kvm_gmem_punch_hole(a[0], a[1]));
       case Op::CONVERT: {
+        model_.converting(a[0], a[1]);
         int e = kvm_.kvm_vm_set_mem_attributes(a[0], a[1], a[2] == 1);
-        if (e == 0) {
-          guest_.forget(a[0], a[1]);
-          model_.converted(a[0], a[1], a[2] == 1);
-        }
+        if (e == 0) guest_.forget(a[0], a[1]);
+        model_.converted(a[0], a[1], a[2] == 1, e == 0);
         return word(e);
       }
       case Op::ENTER:
@@ -252,31 +259,17 @@ class KvmExec : public tdx::Hooks {
       case Op::EXIT:
         kvm_.vcpu_async_exit(static_cast<int>(a[0]));
         return word(0);
-      case Op::GUEST_ACCEPT: {
-        guest::Result r = guest_.accept(static_cast<int>(a[0]), a[1], static_cast<int>(a[2]) + 1);
-        if (r.kind == guest::Result::kOk) {
-          const uint64_t n = kvm::pages_per(static_cast<int>(a[2]) + 1);
-          model_.accepted(a[1] & ~(n - 1), std::min(n, t_.memory - (a[1] & ~(n - 1))));
-        }
-        return guest_outcome(r, false);
-      }
-      case Op::GUEST_WRITE: {
-        const uint64_t gfn = a[1];
-        const bool was = guest_.believes_accepted(gfn);
-        guest::Result r = guest_.write(static_cast<int>(a[0]), gfn, a[2]);
-        if (!was && guest_.believes_accepted(gfn))
-          model_.accepted(gfn & ~511ull, accepted_unit(gfn));
-        if (r.kind == guest::Result::kOk) model_.wrote(gfn, a[2]);
-        return guest_outcome(r, false);
-      }
+      case Op::GUEST_ACCEPT:
+        return guest_outcome(
+            guest_.accept(static_cast<int>(a[0]), a[1], static_cast<int>(a[2]) + 1), false);
+      case Op::GUEST_WRITE:
+        return guest_outcome(guest_.write(static_cast<int>(a[0]), a[1], a[2]), false);
       case Op::GUEST_READ: {
         const uint64_t gfn = a[1];
         dead_before_read_ = kvm_.vm_dead();
-        const bool was = guest_.believes_accepted(gfn);
-        guest::Result r = guest_.read(static_cast<int>(a[0]), gfn);
-        if (!was && guest_.believes_accepted(gfn))
-          model_.accepted(gfn & ~511ull, accepted_unit(gfn));
-        return guest_outcome(r, true);
+        read_want_ = model_.expected(gfn);
+        read_gen_ = model_.generation(gfn);
+        return guest_outcome(guest_.read(static_cast<int>(a[0]), gfn), true);
       }
       case Op::EXPECT_MAPPED:
         return expect_mapped(a[0], static_cast<int>(a[1]), a[2] == 1);
@@ -297,12 +290,6 @@ class KvmExec : public tdx::Hooks {
       default:
         return {"?"};
     }
-  }
-
-  // The pages the guest's pre-access accept covered: the whole 2M unit, or what model_.accepted
-  // ignores for the shared ones (it skips them).
-  uint64_t accepted_unit(uint64_t gfn) const {
-    return std::min<uint64_t>(512, t_.memory - (gfn & ~511ull));
   }
 
   // An `expect` line: a mismatch is an expectation failure naming what was found.
@@ -364,6 +351,9 @@ class KvmExec : public tdx::Hooks {
   check::KvmCheckCursor cursor_;
   bool torn_down_ = false;
   bool dead_before_read_ = false;
+  std::optional<uint64_t> read_want_;
+  uint32_t read_gen_ = 0;
+  check::Violations load_violations_;
   CallLog log_;
 };
 
