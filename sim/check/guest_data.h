@@ -22,33 +22,27 @@ class GuestDataModel {
   // KVM_TDX_INIT_MEM_REGION loaded this page at build time: the guest starts with it accepted
   // (TDH.MEM.PAGE.ADD leaves it MAPPED), holding the measured content.
   void loaded(uint64_t gfn, uint64_t v) { accepted_[gfn] = 1, value_[gfn] = v; }
-  // The private page is going away (punched out of guest_memfd, or converted): its data is
-  // lost, as the guest's next access will find out.
-  void dropped(uint64_t gfn, uint64_t count) {
-    for (uint64_t g = gfn; g < gfn + count; g++) accepted_[g] = 0, gen_[g]++;
-  }
-  // A conversion the guest asked for is in progress: until it ends, the guest touching those
-  // pages races its own request, and the model claims nothing about them.
-  void converting(uint64_t gfn, uint64_t count) {
+  // The host starts taking these pages away (punch hole), or the guest's conversion starts:
+  // until it is settled, an access may see the old data or none, and the model claims nothing.
+  void unsettled(uint64_t gfn, uint64_t count) {
     for (uint64_t g = gfn; g < gfn + count; g++)
       flux_[g]++, accepted_[g] = 0, shared_[g] = 0, gen_[g]++;
   }
-  // The conversion ended: shared pages start at zero, private ones need accepting.
-  void converted(uint64_t gfn, uint64_t count, bool to_private, bool ok) {
-    for (uint64_t g = gfn; g < gfn + count; g++) {
-      flux_[g]--;
-      accepted_[g] = 0, shared_[g] = ok && !to_private, value_[g] = 0, gen_[g]++;
-    }
+  // Settled: the private data is gone (the page must be accepted again), or the page is now
+  // shared and starts at zero.
+  void settled(uint64_t gfn, uint64_t count, bool shared) {
+    for (uint64_t g = gfn; g < gfn + count; g++)
+      flux_[g]--, accepted_[g] = 0, shared_[g] = shared, value_[g] = 0, gen_[g]++;
   }
   void wrote(uint64_t gfn, uint64_t v) {
     if ((accepted_[gfn] || shared_[gfn]) && !flux_[gfn]) value_[gfn] = v;
   }
   // What a read must return, when the model knows.
   std::optional<uint64_t> expected(uint64_t gfn) const {
-    if (accepted_[gfn] || shared_[gfn]) return value_[gfn];
+    if ((accepted_[gfn] || shared_[gfn]) && !flux_[gfn]) return value_[gfn];
     return std::nullopt;
   }
-  // Bumped whenever a page is dropped or converted: a read spanning that may fail.
+  // Changes whenever a page is unsettled or settled: a read spanning that may fail.
   uint32_t generation(uint64_t gfn) const { return gen_[gfn]; }
 
  private:

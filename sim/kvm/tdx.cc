@@ -66,9 +66,11 @@ void Kvm::kvm_make_all_cpus_request_outside_guest_mode() {
     return;
   }
   env_->notify();
+  // The IPI is acknowledged when the vCPU has left guest mode once (it may enter again: with
+  // a new epoch after TRACK, or not at all while wait_for_sept_zap is set).
   auto all_out = [&] {
     for (int v : targets)
-      if (mode_[v]) return false;
+      if (kick_pending_[v]) return false;
     return true;
   };
   if (!all_out()) sched::hit(sched::Probe::kick_waited_for_vcpu);

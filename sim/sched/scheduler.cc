@@ -110,6 +110,7 @@ bool Scheduler::run() {
     }
     cur_ = next_;
     next_ = nullptr;
+    cur_->last_run = ++turns_;
     Fiber::switch_to(home, cur_->fiber.get());
     cur_ = nullptr;
   }
@@ -134,14 +135,13 @@ void Scheduler::abort_run(std::string why) {
   __builtin_trap();  // never resumed
 }
 
+// The runnable actor that has waited longest for a turn.
 Scheduler::Actor* Scheduler::round_robin(Actor* from) {
-  size_t i = 0;
-  while (i < actors_.size() && actors_[i].get() != from) i++;
-  for (size_t k = 1; k <= actors_.size(); k++) {
-    Actor* a = actors_[(i + k) % actors_.size()].get();
-    if (a != from && runnable(a)) return a;
-  }
-  return nullptr;
+  Actor* best = nullptr;
+  for (auto& a : actors_)
+    if (a.get() != from && runnable(a.get()) && (!best || a->last_run < best->last_run))
+      best = a.get();
+  return best;
 }
 
 Scheduler::Actor* Scheduler::pick_other(Actor* from) {

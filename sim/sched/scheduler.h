@@ -80,6 +80,7 @@ class Scheduler : public Env {
     const char* what = "";
     std::unordered_map<std::string, uint32_t> counts;
     int64_t priority = 0;
+    uint64_t last_run = 0;
   };
   bool runnable(const Actor* a) const { return !a->done && (!a->waiting || (*a->waiting)()); }
   Actor* pick_other(Actor* from);  // the next runnable actor when `from` cannot go on
@@ -97,6 +98,7 @@ class Scheduler : public Env {
   bool stop_ = false;
   std::string why_;
   uint64_t decisions_ = 0;
+  uint64_t turns_ = 0;
   uint64_t rng_;
   std::vector<uint64_t> change_points_;
   int64_t low_priority_ = 0;

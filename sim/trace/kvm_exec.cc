@@ -128,7 +128,13 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
     log_.flush();
     if (failed) return false;
     if (!ok) {
-      fail(*r, t_.stmts.size(), 0, {"liveness", "schedule", sch.why()});
+      std::string vcpus;
+      for (int v = 0; v < kvm_.nr_vcpus(); v++)
+        vcpus += " vcpu" + std::to_string(v) +
+                 (kvm_.vcpu_mode_in_guest(v) ? " IN_GUEST_MODE" : " outside") +
+                 (kvm_.vcpu_in_guest(v) ? " in-TD" : "") +
+                 (kvm_.kick_pending(v) ? " kick-pending" : "") + ";";
+      fail(*r, t_.stmts.size(), 0, {"liveness", "schedule", sch.why() + " state:" + vcpus});
       return false;
     }
     check::Violations v;
@@ -212,12 +218,13 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
     for (auto& x : load_violations_) v->push_back(std::move(x));
     load_violations_.clear();
     const uint64_t gfn = s.args[1];
-    if (o.has_value || !read_want_ || kvm_.vm_bugged() || dead_before_read_ ||
-        model_.generation(gfn) != read_gen_)
+    const ReadSnapshot& snap = reads_[stmt_actor(s)];
+    if (o.has_value || !snap.want || kvm_.vm_bugged() || snap.dead_before ||
+        model_.generation(gfn) != snap.gen)
       return;
     v->push_back({"guest-data", "read-failed",
                   "vCPU " + std::to_string(s.args[0]) + " read of GFN " + hex(gfn) + " ended `" +
-                      o.word + "`; the guest wrote " + hex(*read_want_)});
+                      o.word + "`; the guest wrote " + hex(*snap.want)});
   }
 
   static Outcome word(int err) { return {kvm::errno_name(err)}; }
@@ -244,14 +251,18 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
         return word(kvm_.kvm_pre_fault_memory(a[0], static_cast<int>(a[1]) + 1));
       case Op::SPLIT:
         return word(kvm_.split_huge_page(a[0]));
-      case Op::ZAP:
-        model_.dropped(a[0], a[1]);  // from now on the data is going away
-        return word(kvm_.kvm_gmem_punch_hole(a[0], a[1]));
+      case Op::ZAP: {
+        model_.unsettled(a[0], a[1]);  // from now on the data is going away
+        int e = kvm_.kvm_gmem_punch_hole(a[0], a[1]);
+        model_.settled(a[0], a[1], /*shared=*/false);
+        return word(e);
+      }
       case Op::CONVERT: {
-        model_.converting(a[0], a[1]);
+        model_.unsettled(a[0], a[1]);
         int e = kvm_.kvm_vm_set_mem_attributes(a[0], a[1], a[2] == 1);
         if (e == 0) guest_.forget(a[0], a[1]);
-        model_.converted(a[0], a[1], a[2] == 1, e == 0);
+        // A failed conversion may still have zapped part of the range: its data is gone too.
+        model_.settled(a[0], a[1], /*shared=*/e == 0 && a[2] == 0);
         return word(e);
       }
       case Op::ENTER:
@@ -266,9 +277,7 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
         return guest_outcome(guest_.write(static_cast<int>(a[0]), a[1], a[2]), false);
       case Op::GUEST_READ: {
         const uint64_t gfn = a[1];
-        dead_before_read_ = kvm_.vm_dead();
-        read_want_ = model_.expected(gfn);
-        read_gen_ = model_.generation(gfn);
+        reads_[stmt_actor(s)] = {model_.expected(gfn), model_.generation(gfn), kvm_.vm_dead()};
         return guest_outcome(guest_.read(static_cast<int>(a[0]), gfn), true);
       }
       case Op::EXPECT_MAPPED:
@@ -350,9 +359,13 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
   check::GuestDataModel model_;
   check::KvmCheckCursor cursor_;
   bool torn_down_ = false;
-  bool dead_before_read_ = false;
-  std::optional<uint64_t> read_want_;
-  uint32_t read_gen_ = 0;
+  // What each actor's read in progress expected when it started.
+  struct ReadSnapshot {
+    std::optional<uint64_t> want;
+    uint32_t gen = 0;
+    bool dead_before = false;
+  };
+  ReadSnapshot reads_[sched::kHostBase + 4];
   check::Violations load_violations_;
   CallLog log_;
 };
