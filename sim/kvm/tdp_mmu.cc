@@ -67,6 +67,8 @@ int Kvm::kvm_tdp_mmu_map(int v, uint64_t gfn, int goal_level) {
       // fault stale, and the caller checked that under this lock).
       const uint64_t pfn = gmem_pfn(base);
       if (pfn == ~0ull) return RET_PF_RETRY;
+      // Another CPU may read the same SPTE now: only the cmpxchg below decides who installs.
+      yield("spte-read");
       return tdp_mmu_set_spte_atomic(sptep, base, spte, make_leaf_spte(pfn, level), level)
                  ? RET_PF_RETRY
                  : RET_PF_FIXED;

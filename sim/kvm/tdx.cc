@@ -31,7 +31,7 @@ tdx::Regs Kvm::seamcall_retry(Leaf leaf, uint64_t rcx, uint64_t rdx, uint64_t r8
   tdx_no_vcpus_enter_start();
   r = seamcall(leaf, rcx, rdx, r8);
   if (r.rax == 0) sched::hit(sched::Probe::no_vcpus_retry_succeeded);
-  if (opts_.has(Bug::leave_wait_for_sept_zap) && r.rax != 0) return r;  // bug zoo: flag left set
+  if (opts_.has(Bug::leave_wait_for_sept_zap)) return r;  // bug zoo: the flag stays set
   tdx_no_vcpus_enter_stop();
   return r;
 }
@@ -85,7 +85,7 @@ int Kvm::tdx_sept_link_private_spt(uint64_t gfn, int level, uint64_t external_sp
   if (r.rax == 0) return 0;
   host_.transfer(external_spt >> 12, 0, host::Use::kModule, host::Use::kHost,
                  "TDH.MEM.SEPT.ADD failed");
-  if (tdx::is_busy(r.rax)) {
+  if (tdx::is_busy(r.rax) && !opts_.has(Bug::fault_busy_is_fatal)) {
     sched::hit(sched::Probe::fault_seamcall_busy);
     return -kEBUSY;
   }
@@ -108,7 +108,7 @@ int Kvm::tdx_sept_set_private_spte(uint64_t gfn, int level, uint64_t pfn) {
   tdx::Regs r = seamcall(Leaf::MEM_PAGE_AUG, gpa_rcx(gfn, level), tdr_, pfn << 12);
   if (r.rax == 0) return 0;
   host_.transfer(pfn, order, host::Use::kModule, host::Use::kHost, "TDH.MEM.PAGE.AUG failed");
-  if (tdx::is_busy(r.rax)) {
+  if (tdx::is_busy(r.rax) && !opts_.has(Bug::fault_busy_is_fatal)) {
     sched::hit(sched::Probe::fault_seamcall_busy);
     return -kEBUSY;
   }

@@ -78,9 +78,13 @@ bool Scheduler::run() {
   for (auto& a : actors_) {
     Actor* self = a.get();
     a->fiber->reset([this, self] {
-      self->body();
+      try {
+        if (!cancelling_) self->body();
+      } catch (const Cancelled&) {
+        // unwound: every object on this actor's stack is destroyed
+      }
       self->done = true;
-      go_home(pick_other(self));
+      go_home(cancelling_ ? nullptr : pick_other(self));
     });
   }
   if (s_.kind == Schedule::kPct) {
@@ -114,25 +118,34 @@ bool Scheduler::run() {
     Fiber::switch_to(home, cur_->fiber.get());
     cur_ = nullptr;
   }
+  // A stopped run leaves actors in the middle of their work: unwind each of them.
+  cancelling_ = true;
+  for (auto& a : actors_) {
+    if (a->done) continue;
+    cur_ = a.get();
+    Fiber::switch_to(home, cur_->fiber.get());
+    cur_ = nullptr;
+  }
   return why_.empty();
 }
 
 void Scheduler::go_home(Actor* next) {
   next_ = next;
   Fiber::switch_to(cur_->fiber.get(), Fiber::thread_fiber());
+  if (cancelling_ && !cur_->done) throw Cancelled{};
 }
 
 void Scheduler::stop() {
   stop_ = true;
   Fiber::switch_to(cur_->fiber.get(), Fiber::thread_fiber());
-  __builtin_trap();  // never resumed
+  throw Cancelled{};  // resumed only to unwind
 }
 
 void Scheduler::abort_run(std::string why) {
   why_ = std::move(why);
   stop_ = true;
   Fiber::switch_to(cur_->fiber.get(), Fiber::thread_fiber());
-  __builtin_trap();  // never resumed
+  throw Cancelled{};  // resumed only to unwind
 }
 
 // The runnable actor that has waited longest for a turn.
@@ -207,7 +220,7 @@ void Scheduler::yield(const char* where) {
   Actor* next = pick_at_yield(where, nth);
   if (next == cur_) return;
   if (on_switch)
-    on_switch(actor_name(cur_->id) + " @ " + where + "#" + std::to_string(nth) + " -> " +
+    on_switch(actor_name(cur_->id) + " @ " + where + ":" + std::to_string(nth) + " -> " +
               actor_name(next->id));
   go_home(next);
 }
@@ -224,7 +237,7 @@ void Scheduler::spin(const char* where) {
   if (!next || next == cur_) next = round_robin(cur_);
   if (!next || next == cur_) return;
   if (on_switch)
-    on_switch(actor_name(cur_->id) + " spins @ " + where + "#" + std::to_string(nth) + " -> " +
+    on_switch(actor_name(cur_->id) + " spins @ " + where + ":" + std::to_string(nth) + " -> " +
               actor_name(next->id));
   go_home(next);
 }

@@ -18,7 +18,8 @@
 
 namespace sched {
 
-// "When actor `who` reaches its `nth` yield point named `where`, switch to actor `to`."
+// "When actor `who` reaches its `nth` yield point named `where`, switch to actor `to`":
+// `schedule who:where[:nth] -> to` in a trace.
 struct SwitchRule {
   int who = 0;
   std::string where;
@@ -90,6 +91,8 @@ class Scheduler : public Env {
   void abort_run(std::string why);
   uint64_t rand();
 
+  struct Cancelled {};  // thrown inside an actor to unwind it when a run stops early
+  bool cancelling_ = false;
   Schedule s_;
   uint64_t step_limit_;
   std::vector<std::unique_ptr<Actor>> actors_;

@@ -264,7 +264,7 @@ class Parser {
     return true;
   }
 
-  // schedule random SEED | schedule pct SEED [DEPTH] | schedule WHO:POINT[#N] -> ACTOR
+  // schedule random SEED | schedule pct SEED [DEPTH] | schedule WHO:POINT[:N] -> ACTOR
   bool schedule(int ln, const std::vector<Token>& tok, int eol) {
     sched::Schedule& sc = t_.schedule;
     if (t_.target != Target::kKvm)
@@ -273,7 +273,7 @@ class Parser {
     if (tok.size() < 2)
       return error(
           ln, eol,
-          "`schedule` needs `random SEED`, `pct SEED [DEPTH]` or `WHO:POINT[#N] -> ACTOR`");
+          "`schedule` needs `random SEED`, `pct SEED [DEPTH]` or `WHO:POINT[:N] -> ACTOR`");
     std::string_view kind = tok[1].text;
     if (kind == "random" || kind == "pct") {
       if (sc.kind != sched::Schedule::kNone)
@@ -299,18 +299,18 @@ class Parser {
     const size_t colon = rule.find(':');
     if (colon == std::string_view::npos)
       return error(ln, tok[1].column,
-                   "expected `WHO:POINT[#N] -> ACTOR` (e.g. vcpu0:accept-entry-locked -> host0)");
+                   "expected `WHO:POINT[:N] -> ACTOR` (e.g. vcpu0:accept-entry-locked -> host0)");
     sched::SwitchRule r;
     r.who = sched::parse_actor(std::string(rule.substr(0, colon)));
     if (r.who < 0 || (sched::is_vcpu_actor(r.who) && r.who >= t_.vcpus))
       return error(ln, tok[1].column, "unknown actor `" + std::string(rule.substr(0, colon)) + "`");
     std::string_view point = rule.substr(colon + 1);
-    const size_t hash = point.find('#');
+    const size_t hash = point.find(':');
     if (hash != std::string_view::npos) {
       uint64_t n;
       if (!parse_number(point.substr(hash + 1), &n) || n == 0 || n > 1000000)
         return error(ln, tok[1].column + static_cast<int>(colon + hash) + 2,
-                     "expected an occurrence number 1.. after `#`");
+                     "expected an occurrence number 1.. after the second `:`");
       r.nth = static_cast<uint32_t>(n);
       point = point.substr(0, hash);
     }

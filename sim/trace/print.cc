@@ -85,7 +85,7 @@ std::string print_schedule(const sched::Schedule& s) {
     case sched::Schedule::kRules:
       for (const auto& r : s.rules)
         out += "schedule " + sched::actor_name(r.who) + ":" + r.where +
-               (r.nth == 1 ? "" : "#" + std::to_string(r.nth)) + " -> " + sched::actor_name(r.to) +
+               (r.nth == 1 ? "" : ":" + std::to_string(r.nth)) + " -> " + sched::actor_name(r.to) +
                "\n";
       break;
   }
