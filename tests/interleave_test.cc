@@ -3,6 +3,7 @@
 // on, each hits its probes, and a replay gives the same step-by-step log every time.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <set>
@@ -30,20 +31,24 @@ using sched::Probe;
 
 struct Scenario {
   std::string file;
-  Bug bug;                     // the entry that breaks it
-  std::vector<Probe> probes;   // what it must reach
+  Bug bug;                    // the entry that breaks it
+  std::vector<Probe> probes;  // what it must reach
 };
 
 const std::vector<Scenario> kScenarios = {
-    {"block_busy_guest_accept_retry", Bug::ignore_block_busy,
-     {Probe::no_vcpus_retry_block, Probe::no_vcpus_retry_succeeded, Probe::accept_interrupted_by_kick,
-      Probe::kick_waited_for_vcpu}},
-    {"demote_busy_guest_accept_retry", Bug::no_vcpus_retry_off,
+    {"block_busy_guest_accept_retry",
+     Bug::ignore_block_busy,
+     {Probe::no_vcpus_retry_block, Probe::no_vcpus_retry_succeeded,
+      Probe::accept_interrupted_by_kick, Probe::kick_waited_for_vcpu}},
+    {"demote_busy_guest_accept_retry",
+     Bug::no_vcpus_retry_off,
      {Probe::no_vcpus_retry_demote, Probe::no_vcpus_retry_succeeded, Probe::kick_waited_for_vcpu}},
     {"demote_busy_guest_accept_retry", Bug::leave_wait_for_sept_zap, {Probe::vcpu_held_out}},
-    {"track_busy_vcpu_entering", Bug::no_vcpus_retry_off,
+    {"track_busy_vcpu_entering",
+     Bug::no_vcpus_retry_off,
      {Probe::no_vcpus_retry_track, Probe::no_vcpus_retry_succeeded, Probe::kick_waited_for_vcpu}},
-    {"fault_aug_busy_local_retry", Bug::fault_busy_is_fatal,
+    {"fault_aug_busy_local_retry",
+     Bug::fault_busy_is_fatal,
      {Probe::fault_seamcall_busy, Probe::ept_violation_local_retry}},
     {"faults_race_frozen_spte", Bug::plain_spte_store_read_lock, {Probe::fault_cmpxchg_lost}},
 };
@@ -72,7 +77,8 @@ TEST_P(Interleave, PassesAndReachesItsProbes) {
   ASSERT_TRUE(r.ok()) << trace::format_failure(t, r, GetParam().file);
   for (Probe p : GetParam().probes) {
     if (GetParam().bug == Bug::leave_wait_for_sept_zap) continue;  // the bug's probe, below
-    EXPECT_GT(sched::probe_count(p), 0u) << GetParam().file << " never reached " << sched::probe_name(p);
+    EXPECT_GT(sched::probe_count(p), 0u)
+        << GetParam().file << " never reached " << sched::probe_name(p);
   }
 }
 
@@ -82,7 +88,8 @@ TEST_P(Interleave, FailsOnItsPropertyWithTheBugOn) {
   trace::Trace t = load(GetParam().file, "option bug=" + std::string(info.name) + "\n");
   trace::RunResult r = trace::run(t);
   ASSERT_EQ(r.failure.kind, trace::Failure::kProperty) << info.name << " went unnoticed";
-  EXPECT_EQ(r.failure.violation.property, info.property) << trace::format_failure(t, r, GetParam().file);
+  EXPECT_EQ(r.failure.violation.property, info.property)
+      << trace::format_failure(t, r, GetParam().file);
   if (GetParam().bug == Bug::leave_wait_for_sept_zap)
     for (Probe p : GetParam().probes) EXPECT_GT(sched::probe_count(p), 0u) << sched::probe_name(p);
 }
@@ -99,14 +106,16 @@ TEST(InterleaveZoo, EveryInterleavingEntryHasAScenario) {
   for (size_t i = 0; i < static_cast<size_t>(Bug::kCount); i++) {
     const Bug b = static_cast<Bug>(i);
     if (kvm::bug_info(b).needs_interleaving)
-      EXPECT_TRUE(covered.count(b)) << kvm::bug_info(b).name << " needs an interleaving scenario here";
+      EXPECT_TRUE(covered.count(b))
+          << kvm::bug_info(b).name << " needs an interleaving scenario here";
   }
 }
 
 // Replaying an interleaved trace gives the same step-by-step log, for rules, random and PCT.
 TEST(InterleaveReplay, SameLogEveryTime) {
   for (const char* sched_line : {"", "schedule random 7\n", "schedule pct 11 3\n"}) {
-    std::string text = read_text(std::string(TDXFUZZ_SOURCE_DIR) + "/corpus/kvm/vcpus_kicked_around_split.tdx");
+    std::string text =
+        read_text(std::string(TDXFUZZ_SOURCE_DIR) + "/corpus/kvm/vcpus_kicked_around_split.tdx");
     if (*sched_line) {
       // Drop expectations: another interleaving may legitimately return other results.
       std::stringstream in(text), out;
@@ -133,6 +142,49 @@ TEST(InterleaveReplay, SameLogEveryTime) {
     EXPECT_EQ(logs[0], logs[1]) << sched_line;
     EXPECT_GT(logs[0].size(), 1000u);
   }
+}
+
+}  // namespace
+
+namespace {
+
+// No false positives: every KVM corpus trace, its expectations dropped (another interleaving
+// may legitimately return other results), runs clean under seeded random and PCT schedules.
+// TDXFUZZ_SCHEDULE_SEEDS raises the number of seeds (ctest label `long`).
+TEST(InterleaveSweep, CorpusUnderRandomSchedulesHasNoViolations) {
+  const char* env = std::getenv("TDXFUZZ_SCHEDULE_SEEDS");
+  const int seeds = env ? std::atoi(env) : 2;
+  const std::string dir = std::string(TDXFUZZ_SOURCE_DIR) + "/corpus/kvm/";
+  int runs = 0;
+  for (const char* name :
+       {"split_keeps_data", "vcpus_kicked_around_split", "punch_hole_accepted_2m_killed",
+        "punch_hole_accepted_2m_ve", "convert_partial_keeps_neighbours",
+        "guest_4k_accept_splits_2m", "zap_precise_across_2m_boundary",
+        "read_across_split_of_other_page", "two_vcpus_accept_different_pages",
+        "adversarial_write_before_accept_ve", "fault_2m_after_finalize", "teardown_mixed_sizes",
+        "convert_mixed_range_caps_4k"}) {
+    std::stringstream in(read_text(dir + name + ".tdx")), body;
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("expect", 0) == 0) continue;
+      const size_t arrow = line.find("->");
+      body << (arrow == std::string::npos ? line : line.substr(0, arrow)) << "\n";
+    }
+    ASSERT_GT(body.str().size(), 50u) << name << ": trace not found";
+    for (int seed = 1; seed <= seeds; seed++) {
+      for (const char* kind : {"random", "pct"}) {
+        std::string text = body.str() + "schedule " + kind + " " + std::to_string(seed) + "\n";
+        trace::ParseError err;
+        auto t = trace::parse(text, &err);
+        ASSERT_TRUE(t) << name << ": " << err.message;
+        trace::RunResult r = trace::run(*t);
+        EXPECT_TRUE(r.ok()) << name << " schedule " << kind << " " << seed << "\n"
+                            << trace::format_failure(*t, r, name);
+        runs++;
+      }
+    }
+  }
+  EXPECT_EQ(runs, 13 * seeds * 2);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "sim/kvm/kvm.h"
+#include "sim/sched/scheduler.h"
 #include "sim/tdx/module.h"
 #include "sim/trace/exec.h"
 #include "sim/trace/trace.h"
@@ -28,6 +29,7 @@ constexpr const char* kUsage =
     "                        -v prints every step and every SEAMCALL with decoded status.\n"
     "  ops                   list the trace operations\n"
     "  options               list the sim options (`option NAME=VALUE` in a trace)\n"
+    "  points                list the yield points `schedule WHO:POINT -> ACTOR` can name\n"
     "  help, --help, -h      this text\n"
     "\n"
     "trace format: see TRACE_FORMAT.md in the repository.\n";
@@ -121,6 +123,10 @@ int main(int argc, char** argv) {
   if (cmd == "replay") return replay(argc - 2, argv + 2);
   if (cmd == "ops") {
     std::cout << trace::ops_help();
+    return 0;
+  }
+  if (cmd == "points") {
+    std::cout << sched::yield_points_help();
     return 0;
   }
   if (cmd == "options") {

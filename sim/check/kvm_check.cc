@@ -44,7 +44,8 @@ void check_mirror_sept(kvm::Kvm& k, Violations* out) {
     const int tl = kvm::tdx_level(level);
     auto w = m.walk(*td, gfn << 12, tl);
     const tdx::SeptEntry e{w.slot->load(std::memory_order_relaxed)};
-    const std::string where = "GFN " + hex(gfn) + " " + kvm_level(level);
+    auto where_fn = [&] { return "GFN " + hex(gfn) + " " + kvm_level(level); };
+#define where where_fn()
     if (!w.reached) {
       out->push_back({"mirror-sept", "missing",
                       where + ": mirror has a " + (leaf ? "leaf" : "table") +
@@ -74,6 +75,7 @@ void check_mirror_sept(kvm::Kvm& k, Violations* out) {
                       std::string("pages_") + kvm_level(level) + " is " +
                           std::to_string(k.page_stats(level)) + ", the mirror has " +
                           std::to_string(leaves[level]) + " leaves"});
+#undef where
   if (premapped_free > static_cast<uint64_t>(k.nr_premapped()))
     out->push_back({"mirror-sept", "premap",
                     std::to_string(premapped_free) +
@@ -115,7 +117,8 @@ void check_kvm(kvm::Kvm& k, const guest::Guest& g, bool quiescent, KvmCheckCurso
   if (!quiescent || k.vm_bugged()) return;
   check_mirror_sept(k, out);
   // page-owner: a frame a mirror leaf maps is neither free nor mapped twice.
-  std::unordered_map<uint64_t, uint64_t> mapped;
+  host::HostPages& h = k.host();
+  std::vector<uint64_t> mapped(h.npages(), ~0ull);  // frame offset -> the GFN that maps it
   k.for_each_mirror_spte([&](uint64_t gfn, int level, uint64_t spte, bool leaf, uint64_t) {
     if (!leaf) return;
     for (uint64_t i = 0; i < kvm::pages_per(level); i++) {
@@ -123,11 +126,13 @@ void check_kvm(kvm::Kvm& k, const guest::Guest& g, bool quiescent, KvmCheckCurso
       if (k.host().use(pfn) == host::Use::kFree)
         out->push_back({"page-owner", "mapped-free",
                         "GFN " + hex(gfn + i) + " maps PFN " + hex(pfn) + ", which is free"});
-      auto [it, fresh] = mapped.emplace(pfn, gfn + i);
-      if (!fresh)
-        out->push_back({"page-owner", "mapped-twice",
-                        "PFN " + hex(pfn) + " is mapped at GFN " + hex(it->second) + " and GFN " +
-                            hex(gfn + i)});
+      if (!h.contains(pfn)) continue;
+      uint64_t& at = mapped[pfn - h.base_pfn()];
+      if (at != ~0ull)
+        out->push_back(
+            {"page-owner", "mapped-twice",
+             "PFN " + hex(pfn) + " is mapped at GFN " + hex(at) + " and GFN " + hex(gfn + i)});
+      at = gfn + i;
     }
   });
   g.check_tlbs(out);

@@ -23,12 +23,14 @@ class TdChecker {
   TdChecker(Module& m, tdx::Td& td, bool quiescent, Violations* out)
       : m_(m), td_(td), quiescent_(quiescent), out_(out) {}
 
+  // The walks over the whole tree and PAMT run only when quiescent; mid-run (another actor
+  // between steps) only the cheap epoch accounting.
   void run() {
-    if (td_.lifecycle != tdx::Lifecycle::TEARDOWN) {
+    if (quiescent_ && td_.lifecycle != tdx::Lifecycle::TEARDOWN) {
       walk_table(td_.root, tdx::kPwl, 0);
       check_pamt_coverage();
     }
-    check_chldcnt();
+    if (quiescent_) check_chldcnt();
     check_epochs();
     if (quiescent_) check_locks();
   }
@@ -46,7 +48,9 @@ class TdChecker {
     for (uint64_t i = 0; i < 512; i++) {
       const SeptEntry e{page->e[i].load(std::memory_order_relaxed)};
       const uint64_t gpa = gpa_base + (i << tdx::level_shift(level));
-      const std::string where = "GPA " + hex(gpa) + " " + tdx::level_name(level);
+      // Built only when something is wrong: this loop runs for every entry at every step.
+      auto where_fn = [&] { return "GPA " + hex(gpa) + " " + tdx::level_name(level); };
+#define where where_fn()
       if (quiescent_ && e.locked()) fail("entry-lock-held", where + ": TDEL set while quiescent");
       // TDHP is sticky by design (tdx-module.md §8.3): a host that failed to lock leaves it
       // until its next successful lock, so it is not an error when quiescent.
@@ -65,7 +69,7 @@ class TdChecker {
         if (p.type != PageType::EPT || p.owner != td_.tdr)
           fail("pamt-vs-sept",
                where + ": child table " + hex(child) + " has PAMT " + tdx::page_type_name(p.type));
-        if (!seen_[child >> 12]++)
+        if (!seen(child >> 12)++)
           walk_table(child, level - 1, gpa);
         else
           fail("pamt-vs-sept", where + ": table " + hex(child) + " linked twice");
@@ -88,10 +92,11 @@ class TdChecker {
       if (p.type != PageType::REG || p.owner != td_.tdr || plevel != level)
         fail("pamt-vs-sept", where + ": page " + hex(hpa) + " has PAMT " +
                                  tdx::page_type_name(p.type) + " at " + tdx::level_name(plevel));
-      if (seen_[pfn]++) fail("pamt-vs-sept", where + ": page " + hex(hpa) + " mapped twice");
+      if (seen(pfn)++) fail("pamt-vs-sept", where + ": page " + hex(hpa) + " mapped twice");
     }
   }
 
+#undef where
   // Every page the PAMT gives this TD as REG or EPT is reachable from the tree: none lost.
   void check_pamt_coverage() {
     host::HostPages& h = m_.host();
@@ -100,7 +105,7 @@ class TdChecker {
       tdx::PamtEntry& p = m_.pamt_leaf(pfn, &level);
       if (p.owner != td_.tdr || (p.type != PageType::REG && p.type != PageType::EPT)) continue;
       if ((pfn << 12) & (tdx::level_size(level) - 1)) continue;  // head frames only
-      if (!seen_.count(pfn))
+      if (!seen(pfn))
         fail("pamt-vs-sept", "page " + hex(pfn << 12) + " (" + tdx::page_type_name(p.type) +
                                  ") owned by the TD but not in its S-EPT");
     }
@@ -164,7 +169,12 @@ class TdChecker {
   tdx::Td& td_;
   bool quiescent_;
   Violations* out_;
-  std::unordered_map<uint64_t, int> seen_;  // frames reached from the tree
+  // Frames reached from the tree, by offset in the host pool.
+  uint8_t& seen(uint64_t pfn) {
+    if (seen_.empty()) seen_.assign(m_.host().npages(), 0);
+    return seen_[pfn - m_.host().base_pfn()];
+  }
+  std::vector<uint8_t> seen_;
 };
 
 }  // namespace
@@ -173,7 +183,8 @@ void check_module(Module& m, bool quiescent, size_t* ledger_seen, Violations* ou
   for (auto& td : m.tds()) TdChecker(m, *td, quiescent, out).run();
   host::HostPages& h = m.host();
   // PAMT against the host ledger: what the module owns, the host must have handed over.
-  for (uint64_t pfn = h.base_pfn(); pfn < h.base_pfn() + h.npages(); pfn++) {
+  for (uint64_t pfn = quiescent ? h.base_pfn() : h.base_pfn() + h.npages();
+       pfn < h.base_pfn() + h.npages(); pfn++) {
     int level;
     tdx::PamtEntry& p = m.pamt_leaf(pfn, &level);
     if (p.type != PageType::NDA && h.use(pfn) != host::Use::kModule)

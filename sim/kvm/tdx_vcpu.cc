@@ -104,9 +104,14 @@ int Kvm::kvm_mmu_do_page_fault(int v, uint64_t gfn, int max_level) {
   const bool got = gmem_get_pfn(gfn, &pfn, &folio_level);
   filemap_invalidate_unlock(false);
   if (!got) return -kENOMEM;
-  const int goal = std::min(kvm_mmu_hugepage_adjust(gfn, max_level), folio_level);
+  // fault->max_level: the private max-level hook and the folio, before mmu_lock.
+  const int max = std::min({max_level, tdx_max_private_level(), folio_level});
   mmu_read_lock();
-  int r = is_page_fault_stale(gfn, mmu_seq) ? RET_PF_RETRY : kvm_tdp_mmu_map(v, gfn, goal);
+  // lpage_info (MIXED, GUEST_INHIBIT) is read under mmu_lock in kvm_mmu_hugepage_adjust, so a
+  // GUEST_INHIBIT set by T1 under the write lock is always seen.
+  int r = is_page_fault_stale(gfn, mmu_seq)
+              ? RET_PF_RETRY
+              : kvm_tdp_mmu_map(v, gfn, kvm_mmu_hugepage_adjust(gfn, max));
   mmu_read_unlock();
   return r;
 }

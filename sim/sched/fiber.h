@@ -36,11 +36,12 @@ class Fiber {
   std::unique_ptr<char[]> stack_;
   size_t stack_size_ = 0;
   std::function<void()> body_;
-  void* tsan_fiber_ = nullptr;
-  bool own_tsan_fiber_ = false;
-  void* asan_fake_stack_ = nullptr;
-  const void* stack_bottom_ = nullptr;  // the thread's own stack, for the thread fiber
-  size_t thread_stack_size_ = 0;
+  [[maybe_unused]] void* tsan_fiber_ = nullptr;
+  [[maybe_unused]] bool own_tsan_fiber_ = false;
+  [[maybe_unused]] void* asan_fake_stack_ = nullptr;
+  [[maybe_unused]] const void* stack_bottom_ =
+      nullptr;  // the thread's own stack, for the thread fiber
+  [[maybe_unused]] size_t thread_stack_size_ = 0;
 };
 
 }  // namespace sched

@@ -12,6 +12,11 @@ namespace trace {
 
 struct RunOptions {
   std::ostream* log = nullptr;  // -v: every step and every SEAMCALL with decoded outputs
+  // Full-state checks (mirror-sept, page-owner, the module's tree walk, ...) after every
+  // statement (replay, tests), or only at the end and at teardown (fuzzing throughput). The
+  // cheap checks (KVM_BUG_ON, lockdep, liveness, guest data at each load, stale TLB at each
+  // use) always run at every step.
+  bool full_checks_every_step = true;
 };
 
 struct Failure {

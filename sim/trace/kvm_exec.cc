@@ -47,7 +47,12 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
       if (!run_interleaved(&r)) return r;
     } else {
       for (size_t i = 0; i < t_.stmts.size(); i++)
-        if (!run_stmt(i, /*quiescent=*/true, &r)) return r;
+        if (!run_stmt(i, /*quiescent=*/opts_.full_checks_every_step, &r)) return r;
+    }
+    if (!opts_.full_checks_every_step) {
+      check::Violations v;
+      check::check_kvm(kvm_, guest_, true, &cursor_, &v);
+      if (!v.empty()) return fail(r, t_.stmts.size(), 0, v.front());
     }
     if (!torn_down_) {
       if (opts_.log) *opts_.log << "[end] implicit teardown\n";
@@ -103,7 +108,7 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
       if (lines[a].empty()) order.push_back(a);
       lines[a].push_back(i);
     }
-    int active = static_cast<int>(order.size());
+    active_ = static_cast<int>(order.size());
     bool failed = false;
     for (int a : order) {
       sch.add_actor(a, [&, a] {
@@ -113,11 +118,11 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
             sch.stop();
           }
         }
-        active--;
+        active_--;
         // A vCPU left in guest mode keeps taking kicks until every other actor is done.
         while (sched::is_vcpu_actor(a) && kvm_.vcpu_mode_in_guest(a)) {
           sch.block_until("a kick or the end of the trace",
-                          [&] { return kvm_.kick_pending(a) || active == 0; }, {});
+                          [&] { return kvm_.kick_pending(a) || active_ == 0; }, {});
           if (!kvm_.vcpu_ack_kick(a)) break;
         }
       });
@@ -291,6 +296,9 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
                                                                            : "alive"));
       }
       case Op::TEARDOWN: {
+        // The VM is destroyed when its last user is gone: every other actor has finished.
+        kvm_.env().block_until("every other actor to finish (teardown)",
+                               [&] { return active_ <= 1; });
         check::Violations v;
         teardown(&v);
         for (auto& x : v) kvm_.add_violation(x);
@@ -359,6 +367,7 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
   check::GuestDataModel model_;
   check::KvmCheckCursor cursor_;
   bool torn_down_ = false;
+  int active_ = 1;  // actors still running their lines (interleaved runs)
   // What each actor's read in progress expected when it started.
   struct ReadSnapshot {
     std::optional<uint64_t> want;
