@@ -13,8 +13,8 @@
 
 namespace {
 
-double run_for(trace::Trace t, bool vary_seed, bool full_every_step, double seconds, uint64_t* execs,
-               uint64_t* failures) {
+double run_for(trace::Trace t, bool vary_seed, bool full_every_step, double seconds,
+               uint64_t* execs, uint64_t* failures) {
   trace::RunOptions o;
   o.full_checks_every_step = full_every_step;
   using clock = std::chrono::steady_clock;

@@ -36,10 +36,17 @@ std::string Result::text() const {
   return "?";
 }
 
-Guest::Guest(kvm::Kvm& kvm) : kvm_(kvm), tlb_(kvm.nr_vcpus()), accepted_(kvm.memory_gfns(), 0) {}
+Guest::Guest(kvm::Kvm& kvm)
+    : kvm_(kvm),
+      tlb_(kvm.nr_vcpus()),
+      accepted_(new std::atomic<uint8_t>[kvm.memory_gfns()]),
+      gfns_(kvm.memory_gfns()) {
+  for (uint64_t g = 0; g < gfns_; g++) accepted_[g] = 0;
+}
 
 void Guest::forget(uint64_t gfn, uint64_t count) {
-  for (uint64_t g = gfn; g < gfn + count && g < accepted_.size(); g++) {
+  std::lock_guard<std::mutex> l(mu_);
+  for (uint64_t g = gfn; g < gfn + count && g < gfns_; g++) {
     accepted_[g] = 0;
     shared_.erase(g);
   }
@@ -102,9 +109,9 @@ Result Guest::accept_once(int v, uint64_t gfn, int pg_level, bool* size_mismatch
         continue;
     }
   }
-  violations_.push_back({"liveness", "guest-accept",
-                         "vCPU " + std::to_string(v) + ": ACCEPT of GFN " + hex(gfn) +
-                             " did not complete in " + std::to_string(limit) + " attempts"});
+  report({"liveness", "guest-accept",
+          "vCPU " + std::to_string(v) + ": ACCEPT of GFN " + hex(gfn) + " did not complete in " +
+              std::to_string(limit) + " attempts"});
   Result r;
   r.kind = Result::kStuck;
   return r;
@@ -129,7 +136,7 @@ Result Guest::accept(int v, uint64_t gfn, int pg_level) {
 void Guest::ensure_accepted(int v, uint64_t gfn, Result* r) {
   if (accepted_[gfn] || kvm_.options().adversarial_guest) return;
   const uint64_t unit = gfn & ~511ull;
-  bool whole = unit + 512 <= accepted_.size();
+  bool whole = unit + 512 <= gfns_;
   for (uint64_t g = unit; whole && g < unit + 512; g++) whole = kvm_.is_private(g);
   *r = whole ? accept(v, unit, kPg2M) : accept(v, gfn, kPg4K);
 }
@@ -173,9 +180,12 @@ void Guest::check_tlbs(check::Violations* out) const {
 Result Guest::access(int v, uint64_t gfn, bool is_write, uint64_t value) {
   Result r;
   if (!kvm_.is_private(gfn)) {  // the guest made it shared: it goes through the shared alias
-    if (is_write) shared_[gfn] = value;
-    auto it = shared_.find(gfn);
-    r.value = it == shared_.end() ? 0 : it->second;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (is_write) shared_[gfn] = value;
+      auto it = shared_.find(gfn);
+      r.value = it == shared_.end() ? 0 : it->second;
+    }
     if (is_write)
       listener_->stored(gfn, value);
     else
@@ -218,9 +228,9 @@ Result Guest::access(int v, uint64_t gfn, bool is_write, uint64_t value) {
     } else {
       std::string why;
       if (!tlb_valid(*t, &why))
-        violations_.push_back({"stale-tlb", "guest-access",
-                               "vCPU " + std::to_string(v) + " accessed GFN " + hex(gfn) +
-                                   " through a stale translation: " + why});
+        report({"stale-tlb", "guest-access",
+                "vCPU " + std::to_string(v) + " accessed GFN " + hex(gfn) +
+                    " through a stale translation: " + why});
     }
     const uint64_t pfn = t->pfn + (gfn - t->gfn);
     if (is_write) {
@@ -231,9 +241,9 @@ Result Guest::access(int v, uint64_t gfn, bool is_write, uint64_t value) {
     if (!is_write) listener_->loaded(v, gfn, r.value);
     return r;
   }
-  violations_.push_back({"liveness", "guest-access",
-                         "vCPU " + std::to_string(v) + ": access to GFN " + hex(gfn) +
-                             " did not complete in " + std::to_string(limit) + " attempts"});
+  report({"liveness", "guest-access",
+          "vCPU " + std::to_string(v) + ": access to GFN " + hex(gfn) + " did not complete in " +
+              std::to_string(limit) + " attempts"});
   r.kind = Result::kStuck;
   return r;
 }

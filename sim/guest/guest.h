@@ -5,7 +5,10 @@
 // TDH.VP.ENTER in a new epoch (tdx-module.md §3, §8.11).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -77,9 +80,16 @@ class Guest {
 
   kvm::Kvm& kvm_;
   std::vector<std::unordered_map<uint64_t, TlbEntry>> tlb_;  // key: gfn | level << 56
-  std::vector<uint8_t> accepted_;                            // what the guest believes
+  // What the guest believes, shared by its vCPUs (threads in free-running mode).
+  std::unique_ptr<std::atomic<uint8_t>[]> accepted_;
+  uint64_t gfns_;
   std::unordered_map<uint64_t, uint64_t> shared_;  // shared pages, through the shared GPA alias
   check::Violations violations_;
+  std::mutex mu_;  // shared_ and violations_
+  void report(check::Violation v) {
+    std::lock_guard<std::mutex> l(mu_);
+    violations_.push_back(std::move(v));
+  }
   Listener null_listener_;
   Listener* listener_ = &null_listener_;
 };

@@ -31,12 +31,13 @@ HostPages::HostPages(uint64_t base_pfn, uint64_t npages)
       n_(npages),
       use_(npages, Use::kFree),
       dirty_(npages, 0),
-      content_(npages),
+      content_(new std::atomic<uint64_t>[npages]),
       free_in_block_(npages / kPagesPer2M, kPagesPer2M) {
   for (uint64_t i = 0; i < n_; i++) content_[i] = junk(base_ + i);
 }
 
 bool HostPages::alloc(unsigned order, Use use, uint64_t* pfn) {
+  std::lock_guard<std::mutex> l(mu_);
   const uint64_t blocks = free_in_block_.size();
   if (order == 9) {
     for (uint64_t b = 0; b < blocks; b++) {
@@ -69,23 +70,24 @@ bool HostPages::alloc(unsigned order, Use use, uint64_t* pfn) {
 }
 
 void HostPages::free(uint64_t pfn, unsigned order) {
+  std::lock_guard<std::mutex> l(mu_);
   for (uint64_t i = 0; i < (1ull << order); i++) {
     uint64_t p = pfn + i;
     if (!contains(p)) {
-      add_violation("free of " + pfn_str(p) + " outside host memory");
+      violations_.push_back("free of " + pfn_str(p) + " outside host memory");
       continue;
     }
     Use u = use_[p - base_];
     if (u == Use::kFree) {
-      add_violation("double free of " + pfn_str(p));
+      violations_.push_back("double free of " + pfn_str(p));
       continue;
     }
     if (u == Use::kModule) {
-      add_violation("free of " + pfn_str(p) + " while the TDX module owns it");
+      violations_.push_back("free of " + pfn_str(p) + " while the TDX module owns it");
       continue;
     }
     if (dirty_[p - base_])
-      add_violation("free of " + pfn_str(p) + " without TDH.PHYMEM.PAGE.WBINVD");
+      violations_.push_back("free of " + pfn_str(p) + " without TDH.PHYMEM.PAGE.WBINVD");
     dirty_[p - base_] = 0;
     use_[p - base_] = Use::kFree;
     free_in_block_[(p - base_) / kPagesPer2M]++;
@@ -94,16 +96,17 @@ void HostPages::free(uint64_t pfn, unsigned order) {
 }
 
 void HostPages::transfer(uint64_t pfn, unsigned order, Use from, Use to, const char* why) {
+  std::lock_guard<std::mutex> l(mu_);
   for (uint64_t i = 0; i < (1ull << order); i++) {
     uint64_t p = pfn + i;
     if (!contains(p)) {
-      add_violation(std::string(why) + ": " + pfn_str(p) + " outside host memory");
+      violations_.push_back(std::string(why) + ": " + pfn_str(p) + " outside host memory");
       continue;
     }
     Use& u = use_[p - base_];
     if (u != from)
-      add_violation(std::string(why) + ": " + pfn_str(p) + " is " + use_name(u) + ", expected " +
-                    use_name(from));
+      violations_.push_back(std::string(why) + ": " + pfn_str(p) + " is " + use_name(u) +
+                            ", expected " + use_name(from));
     else
       u = to;
   }

@@ -6,7 +6,10 @@
 // reports leaks at teardown. It never aborts: problems are recorded for sim/check to report.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -46,14 +49,24 @@ class HostPages {
   Use use(uint64_t pfn) const { return use_[pfn - base_]; }
   // TD-keyed cache lines may exist for this frame (set when the module returns it).
   bool needs_wbinvd(uint64_t pfn) const { return dirty_[pfn - base_]; }
-  void set_needs_wbinvd(uint64_t pfn, bool v) { dirty_[pfn - base_] = v; }
+  void set_needs_wbinvd(uint64_t pfn, bool v) {
+    std::lock_guard<std::mutex> l(mu_);
+    dirty_[pfn - base_] = v;
+  }
 
-  uint64_t& content(uint64_t pfn) { return content_[pfn - base_]; }
-  uint64_t content(uint64_t pfn) const { return content_[pfn - base_]; }
+  // A frame's contents (one 64-bit word stands for the page). Atomic: vCPUs, KVM and the
+  // module touch pages from different threads in free-running mode, as real CPUs do.
+  std::atomic<uint64_t>& content(uint64_t pfn) { return content_[pfn - base_]; }
+  uint64_t content(uint64_t pfn) const {
+    return content_[pfn - base_].load(std::memory_order_relaxed);
+  }
 
   uint64_t in_use() const { return used_; }
   const std::vector<std::string>& violations() const { return violations_; }
-  void add_violation(std::string v) { violations_.push_back(std::move(v)); }
+  void add_violation(std::string v) {
+    std::lock_guard<std::mutex> l(mu_);
+    violations_.push_back(std::move(v));
+  }
 
   // Content a frame has when the allocator hands it out: recognisable garbage, so that a
   // missing zeroing (ACCEPT) or copy (PAGE.ADD) shows up as a wrong value.
@@ -64,7 +77,8 @@ class HostPages {
   uint64_t used_ = 0;
   std::vector<Use> use_;
   std::vector<uint8_t> dirty_;
-  std::vector<uint64_t> content_;
+  std::unique_ptr<std::atomic<uint64_t>[]> content_;
+  std::mutex mu_;  // the ledger: the kernel's page allocator has its own locks too
   std::vector<uint16_t> free_in_block_;  // free frames per 2M block
   std::vector<std::string> violations_;
 };

@@ -103,17 +103,21 @@ Kvm::Kvm(host::HostPages& host, tdx::Module& module, const Options& opts, int nv
       module_(module),
       opts_(opts),
       nr_gfns_(memory_gfns),
-      attr_private_(memory_gfns, 1),
-      lpage_((memory_gfns + 511) / 512, 0),
+      attr_private_(new std::atomic<uint8_t>[memory_gfns]),
+      lpage_(new std::atomic<uint32_t>[(memory_gfns + 511) / 512]),
       gmem_((memory_gfns + 511) / 512),
       vcpus_(nvcpus),
       kick_pending_(new std::atomic<bool>[nvcpus]),
-      mode_(new std::atomic<bool>[nvcpus]) {
-  for (int v = 0; v < nvcpus; v++) kick_pending_[v] = false, mode_[v] = false;
+      mode_(new std::atomic<bool>[nvcpus]),
+      exits_(new std::atomic<uint64_t>[nvcpus]) {
+  for (int v = 0; v < nvcpus; v++) kick_pending_[v] = false, mode_[v] = false, exits_[v] = 0;
+  for (uint64_t g = 0; g < memory_gfns; g++) attr_private_[g] = 1;
+  for (uint64_t r = 0; r < (memory_gfns + 511) / 512; r++) lpage_[r] = 0;
+  // Page tables: at most one per host frame (each non-root table has its external page).
+  sps_.resize(host.npages() + 2);
   module_.set_hooks(this);
   // KVM_CREATE_VM + KVM_TDX_INIT_VM + vCPU creation: the TD in op state INITIALIZED.
   tdr_ = module_.create_td(nvcpus);
-  sps_.emplace_back();  // index 0 is "no page"
   root_ = tdp_mmu_alloc_sp(kRootLevel, 0, false);
 }
 
@@ -134,11 +138,12 @@ bool Kvm::vcpu_in_guest(int v) const {
 bool Kvm::KVM_BUG_ON(bool cond, const char* function, const char* condition, uint64_t status,
                      bool has_status) {
   if (!cond) return false;
-  bug_ons_.push_back({function, condition, has_status ? tdx::status_name(status) : std::string()});
-  if (!vm_bugged_) {
-    vm_bugged_ = true;
-    kvm_vm_dead_();
+  {
+    std::lock_guard<std::mutex> l(report_mu_);
+    bug_ons_.push_back(
+        {function, condition, has_status ? tdx::status_name(status) : std::string()});
   }
+  if (!vm_bugged_.exchange(true)) kvm_vm_dead_();
   return true;
 }
 
@@ -155,11 +160,11 @@ void Kvm::lockdep_assert(LockNeed need, const char* function) {
   const bool r = mmu_lock_.reader_actor[me] > 0;
   const bool ok = need == LockNeed::kWrite ? w : need == LockNeed::kRead ? r : (w || r);
   if (!ok)
-    violations_.push_back({"lock-discipline", function,
-                           std::string(function) + " runs without kvm->mmu_lock held for " +
-                               (need == LockNeed::kWrite  ? "write"
-                                : need == LockNeed::kRead ? "read"
-                                                          : "read or write")});
+    add_violation({"lock-discipline", function,
+                   std::string(function) + " runs without kvm->mmu_lock held for " +
+                       (need == LockNeed::kWrite  ? "write"
+                        : need == LockNeed::kRead ? "read"
+                                                  : "read or write")});
 }
 
 void Kvm::mmu_write_lock() {
@@ -171,7 +176,7 @@ void Kvm::mmu_write_lock() {
         mmu_lock_.writer = true;
         mmu_lock_.writer_actor = me;
       })) {
-    violations_.push_back(
+    add_violation(
         {"liveness", "mmu_lock", "write_lock(&kvm->mmu_lock) while it is held: deadlock"});
     mmu_lock_.writer = true;  // go on as the kernel would not: the report ends the run
     mmu_lock_.writer_actor = me;
@@ -192,7 +197,7 @@ void Kvm::mmu_read_lock() {
         mmu_lock_.readers++;
         mmu_lock_.reader_actor[me]++;
       })) {
-    violations_.push_back(
+    add_violation(
         {"liveness", "mmu_lock", "read_lock(&kvm->mmu_lock) while held for write: deadlock"});
     mmu_lock_.readers++;
     mmu_lock_.reader_actor[me]++;
@@ -218,17 +223,21 @@ int Kvm::tdx_max_private_level() const {
 
 // KVM_LPAGE_MIXED_FLAG: the attributes of a 2M range are not uniform.
 void Kvm::recompute_lpage_mixed(uint64_t start, uint64_t end) {
-  for (uint64_t r = start >> 9; r <= (end - 1) >> 9 && r < lpage_.size(); r++) {
+  for (uint64_t r = start >> 9; r <= (end - 1) >> 9 && r < (nr_gfns_ + 511) / 512; r++) {
     bool mixed = false;
     const uint64_t lo = r << 9, hi = std::min<uint64_t>(lo + 512, nr_gfns_);
     for (uint64_t g = lo + 1; g < hi && !mixed; g++) mixed = attr_private_[g] != attr_private_[lo];
-    lpage_[r] = mixed ? (lpage_[r] | kLpageMixed) : (lpage_[r] & ~kLpageMixed);
+    if (mixed)
+      lpage_[r] |= kLpageMixed;
+    else
+      lpage_[r] &= ~kLpageMixed;
   }
 }
 
 // kvm_gmem_get_pfn: the folio backing `gfn`, allocated on first use (a 2M folio when nothing
 // of its 2M range is allocated yet, else 4K). *level is the largest mapping the folio allows.
 bool Kvm::gmem_get_pfn(uint64_t gfn, uint64_t* pfn, int* level) {
+  std::lock_guard<std::mutex> l(gmem_mu_);
   GmemRange& r = gmem_[gfn >> 9];
   if (r.huge_pfn != ~0ull) {
     *pfn = r.huge_pfn + (gfn & 511);
@@ -256,6 +265,7 @@ bool Kvm::gmem_get_pfn(uint64_t gfn, uint64_t* pfn, int* level) {
 }
 
 uint64_t Kvm::gmem_pfn(uint64_t gfn) const {
+  std::lock_guard<std::mutex> l(gmem_mu_);
   const GmemRange& r = gmem_[gfn >> 9];
   if (r.huge_pfn != ~0ull) return r.huge_pfn + (gfn & 511);
   return r.small.empty() ? ~0ull : r.small[gfn & 511];
@@ -264,6 +274,7 @@ uint64_t Kvm::gmem_pfn(uint64_t gfn) const {
 // Truncation frees the frames of [start, end); a 2M folio partly truncated is split first
 // (guest_memfd splits folios; KVM has already split any mapping across the boundary).
 void Kvm::gmem_truncate(uint64_t start, uint64_t end) {
+  std::lock_guard<std::mutex> l(gmem_mu_);
   for (uint64_t g = start; g < end;) {
     GmemRange& r = gmem_[g >> 9];
     const uint64_t lo = g & ~511ull, hi = lo + 512;

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -73,11 +74,13 @@ enum RetPf : int {
 enum class TdState : uint8_t { UNINITIALIZED, INITIALIZED, RUNNABLE };
 
 // kvm->mmu_lock (rwlock) and slots_lock, with lockdep-style assertions.
+// Atomic fields: taken and released by actors on different threads in free-running mode.
 struct RwLock {
-  int readers = 0;
-  bool writer = false;
-  int writer_actor = -1;
-  std::array<int, 24> reader_actor{};  // readers per actor (index actor + 1), for lockdep
+  std::atomic<int> readers{0};
+  std::atomic<bool> writer{false};
+  std::atomic<int> writer_actor{-1};
+  std::array<std::atomic<int>, 24>
+      reader_actor{};  // readers per actor (index actor + 1), for lockdep
 };
 enum class LockNeed : uint8_t { kRead, kWrite, kAny };
 
@@ -98,7 +101,7 @@ inline constexpr uint32_t kLpageMixed = 1u << 31;
 inline constexpr uint32_t kLpageGuestInhibit = 1u << 30;
 
 struct VcpuState {
-  uint64_t kicks = 0;  // KVM_REQ_OUTSIDE_GUEST_MODE IPIs this vCPU acknowledged
+  std::atomic<uint64_t> kicks{0};  // KVM_REQ_OUTSIDE_GUEST_MODE IPIs sent to this vCPU
 };
 
 // Everything KVM_BUG_ON recorded: the first one is the report; all feed `kvm-bug-on`.
@@ -133,6 +136,7 @@ class Kvm : public tdx::Hooks {
 
   // ---- state, for the guest, the checks and the tools -----------------------------------------
   const Options& options() const { return opts_; }
+  void set_retry_limit(uint64_t n) { opts_.local_retry_limit = n; }
   tdx::Module& module() { return module_; }
   host::HostPages& host() { return host_; }
   uint64_t tdr() const { return tdr_; }
@@ -148,11 +152,16 @@ class Kvm : public tdx::Hooks {
   bool hkid_assigned() const { return hkid_assigned_; }
   bool wait_for_sept_zap() const { return wait_for_sept_zap_.load(); }
   int64_t nr_premapped() const { return nr_premapped_; }
-  bool is_private(uint64_t gfn) const { return attr_private_[gfn]; }
-  uint32_t lpage_flags(uint64_t gfn) const { return lpage_[gfn >> 9]; }
+  bool is_private(uint64_t gfn) const { return attr_private_[gfn].load(std::memory_order_relaxed); }
+  uint32_t lpage_flags(uint64_t gfn) const {
+    return lpage_[gfn >> 9].load(std::memory_order_relaxed);
+  }
   const std::vector<BugOn>& bug_ons() const { return bug_ons_; }
   const check::Violations& violations() const { return violations_; }  // lockdep, liveness
-  void add_violation(check::Violation v) { violations_.push_back(std::move(v)); }
+  void add_violation(check::Violation v) {
+    std::lock_guard<std::mutex> l(report_mu_);
+    violations_.push_back(std::move(v));
+  }
   const RwLock& mmu_lock() const { return mmu_lock_; }
   // kvm->stat.pages_{4k,2m,1g}: present mirror leaves per level (index = KVM level).
   int64_t page_stats(int level) const { return stats_[level]; }
@@ -272,35 +281,44 @@ class Kvm : public tdx::Hooks {
   tdx::Hooks* observer_ = nullptr;
   uint64_t tdr_ = 0;
   uint64_t nr_gfns_;
-  TdState state_ = TdState::INITIALIZED;
-  bool hkid_assigned_ = true;
-  bool vm_bugged_ = false, vm_dead_ = false;
-  bool pre_fault_allowed_ = false;
+  std::atomic<TdState> state_{TdState::INITIALIZED};
+  std::atomic<bool> hkid_assigned_{true};
+  std::atomic<bool> vm_bugged_{false}, vm_dead_{false};
+  std::atomic<bool> pre_fault_allowed_{false};
   std::atomic<bool> wait_for_sept_zap_{false};
-  int64_t nr_premapped_ = 0;
+  std::atomic<int64_t> nr_premapped_{0};
   RwLock mmu_lock_;
   RwLock gmem_invalidate_lock_;  // guest_memfd's filemap invalidate lock
-  uint64_t mmu_invalidate_seq_ = 0;
-  int mmu_invalidate_in_progress_ = 0;
-  uint64_t mmu_invalidate_start_ = 0, mmu_invalidate_end_ = 0;
-  bool slots_locked_ = false;
-  std::vector<uint8_t> attr_private_;  // per GFN: 1 = private (the initial attribute)
-  std::vector<uint32_t> lpage_;        // per 2M range: MIXED / GUEST_INHIBIT flags
+  // Sampled by faults before they take mmu_lock (READ_ONCE + smp_rmb in the kernel).
+  std::atomic<uint64_t> mmu_invalidate_seq_{0};
+  std::atomic<int> mmu_invalidate_in_progress_{0};
+  std::atomic<uint64_t> mmu_invalidate_start_{0}, mmu_invalidate_end_{0};
+  std::atomic<bool> slots_locked_{false};
+  // Read by faults without mmu_lock (KVM uses an xarray and lpage_info read under RCU/locks).
+  std::unique_ptr<std::atomic<uint8_t>[]> attr_private_;  // per GFN: 1 = private (initially all)
+  std::unique_ptr<std::atomic<uint32_t>[]> lpage_;        // per 2M range: MIXED / GUEST_INHIBIT
   // guest_memfd: per 2M range, a 2M folio (head pfn) or per-GFN 4K folios.
   struct GmemRange {
     uint64_t huge_pfn = ~0ull;
     std::vector<uint64_t> small;  // 512 entries, ~0 = hole
   };
   std::vector<GmemRange> gmem_;
-  std::vector<std::unique_ptr<KvmMmuPage>> sps_;  // registry; index 0 unused
+  mutable std::mutex gmem_mu_;  // guest_memfd's own locking (filemap)
+  // Registry of page tables, sized once so that lookups never race with growth; slots are
+  // handed out under sp_mu_ (KVM allocates from per-vCPU caches).
+  std::vector<std::unique_ptr<KvmMmuPage>> sps_;  // index 0 unused
   std::vector<uint64_t> free_sp_slots_;
+  uint64_t sp_next_ = 1;
+  std::mutex sp_mu_;
   uint64_t root_ = 0;
   std::vector<VcpuState> vcpus_;
   std::unique_ptr<std::atomic<bool>[]> kick_pending_;
   std::unique_ptr<std::atomic<bool>[]> mode_;
+  std::unique_ptr<std::atomic<uint64_t>[]> exits_;  // times each vCPU went back to KVM
   sched::Env* env_ = &sched::sequential_env();
   std::vector<BugOn> bug_ons_;
-  std::array<int64_t, 5> stats_{};
+  std::array<std::atomic<int64_t>, 5> stats_{};
+  std::mutex report_mu_;
   check::Violations violations_;
 };
 

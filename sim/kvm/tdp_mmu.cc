@@ -15,12 +15,15 @@ uint64_t Kvm::tdp_mmu_alloc_sp(int level, uint64_t gfn, bool with_external_spt) 
     ext = pfn << 12;
   }
   uint64_t index;
-  if (!free_sp_slots_.empty()) {
-    index = free_sp_slots_.back();
-    free_sp_slots_.pop_back();
-  } else {
-    index = sps_.size();
-    sps_.emplace_back();
+  {
+    std::lock_guard<std::mutex> l(sp_mu_);
+    if (!free_sp_slots_.empty()) {
+      index = free_sp_slots_.back();
+      free_sp_slots_.pop_back();
+    } else {
+      if (sp_next_ >= sps_.size()) return 0;  // more tables than host frames: cannot happen
+      index = sp_next_++;
+    }
   }
   sps_[index] = std::make_unique<KvmMmuPage>();
   sps_[index]->level = level;
@@ -34,6 +37,7 @@ void Kvm::tdp_mmu_free_sp(uint64_t index) {
   KvmMmuPage* p = sps_[index].get();
   if (p->external_spt && !p->external_spt_leaked) host_.free(p->external_spt >> 12, 0);
   sps_[index].reset();
+  std::lock_guard<std::mutex> l(sp_mu_);
   free_sp_slots_.push_back(index);
 }
 
@@ -191,7 +195,7 @@ void Kvm::handle_removed_pt(uint64_t index, bool shared) {
   }
   if (p->external_spt && tdx_sept_free_private_spt(p->gfn, p->level + 1, p->external_spt)) {
     // WARN: leak the page rather than hand encrypted memory back to the kernel.
-    violations_.push_back(
+    add_violation(
         {"kvm-bug-on", "handle_removed_pt", "WARN: free_external_spt failed; external_spt leaked"});
     p->external_spt_leaked = true;
   }

@@ -52,25 +52,25 @@ void Kvm::tdx_no_vcpus_enter_stop() {
 // actors interleave, each vCPU acknowledges at its next boundary (a vCPU inside a TDCALL or
 // TDH.VP.ENTER finishes it first) and the requester waits.
 void Kvm::kvm_make_all_cpus_request_outside_guest_mode() {
-  std::vector<int> targets;
+  std::vector<std::pair<int, uint64_t>> targets;  // vCPU, its exit count when kicked
   for (int v = 0; v < nr_vcpus(); v++) {
     if (!mode_[v]) continue;
+    targets.push_back({v, exits_[v].load()});
     vcpus_[v].kicks++;
     kick_pending_[v] = true;
-    targets.push_back(v);
   }
   if (targets.empty()) return;
   yield("kick");
   if (!env_->interleaved()) {
-    for (int v : targets) vcpu_ack_kick(v);
+    for (auto [v, gen] : targets) vcpu_ack_kick(v);
     return;
   }
   env_->notify();
-  // The IPI is acknowledged when the vCPU has left guest mode once (it may enter again: with
-  // a new epoch after TRACK, or not at all while wait_for_sept_zap is set).
+  // The IPI is acknowledged once the vCPU has been back in KVM since the request (it may
+  // enter again: in a new epoch after TRACK, or not at all while wait_for_sept_zap is set).
   auto all_out = [&] {
-    for (int v : targets)
-      if (kick_pending_[v]) return false;
+    for (auto [v, gen] : targets)
+      if (mode_[v] && exits_[v] == gen) return false;
     return true;
   };
   if (!all_out()) sched::hit(sched::Probe::kick_waited_for_vcpu);
@@ -124,7 +124,7 @@ int Kvm::tdx_sept_remove_private_spte(uint64_t gfn, int level, uint64_t pfn) {
                "!is_hkid_assigned(kvm_tdx) && !kvm->vm_dead");
     tdx::Regs r = seamcall(Leaf::PHYMEM_PAGE_RECLAIM, pfn << 12);
     if (r.rax) {
-      violations_.push_back(
+      add_violation(
           {"kvm-bug-on", "__tdx_reclaim_page",
            "WARN: TDH.PHYMEM.PAGE.RECLAIM -> " + tdx::status_name(r.rax) + "; page leaked"});
       return 0;
@@ -145,7 +145,7 @@ int Kvm::tdx_sept_remove_private_spte(uint64_t gfn, int level, uint64_t pfn) {
 // never reached the S-EPT, < 0 on error.
 int Kvm::tdx_sept_zap_private_spte(uint64_t gfn, int level) {
   if (state_ != TdState::RUNNABLE && level != kPg4K)
-    violations_.push_back(
+    add_violation(
         {"kvm-bug-on", "tdx_sept_zap_private_spte", "WARN: level != PG_LEVEL_4K before RUNNABLE"});
   tdx::Regs r = opts_.has(Bug::ignore_block_busy)
                     ? seamcall(Leaf::MEM_RANGE_BLOCK, gpa_rcx(gfn, level), tdr_)
@@ -223,8 +223,8 @@ int Kvm::tdx_sept_split_private_spt(uint64_t gfn, int level, uint64_t external_s
     return -kEINVAL;
   if (shared) {
     // T4: a split under the read lock cannot kick vCPUs; rejected (v2 patch 11).
-    violations_.push_back({"kvm-bug-on", "tdx_sept_split_private_spt",
-                           "WARN_ON_ONCE: split of a private huge page under the shared mmu_lock"});
+    add_violation({"kvm-bug-on", "tdx_sept_split_private_spt",
+                   "WARN_ON_ONCE: split of a private huge page under the shared mmu_lock"});
     return -kEOPNOTSUPP;
   }
   int r = tdx_sept_zap_private_spte(gfn, level);

@@ -14,10 +14,10 @@ int Kvm::kvm_arch_vcpu_ioctl_run(int v) {
   if (vcpu_in_guest(v)) return 0;
   for (uint64_t tries = 0;; tries++) {
     if (tries > opts_.local_retry_limit) {
-      violations_.push_back({"liveness", "tdx_vcpu_run",
-                             "vCPU " + std::to_string(v) + " could not enter the guest after " +
-                                 std::to_string(tries) + " attempts" +
-                                 (wait_for_sept_zap_.load() ? " (wait_for_sept_zap is set)" : "")});
+      add_violation({"liveness", "tdx_vcpu_run",
+                     "vCPU " + std::to_string(v) + " could not enter the guest after " +
+                         std::to_string(tries) + " attempts" +
+                         (wait_for_sept_zap_.load() ? " (wait_for_sept_zap is set)" : "")});
       return -kEINTR;
     }
     if (vm_dead_) return -kEIO;
@@ -64,6 +64,7 @@ int Kvm::kvm_arch_vcpu_ioctl_run(int v) {
 void Kvm::leave_guest_mode(int v) {
   mode_[v] = false;
   kick_pending_[v] = false;
+  exits_[v]++;
   env_->notify();
 }
 
@@ -130,8 +131,8 @@ void Kvm::kvm_mmu_invalidate_begin(uint64_t start, uint64_t end) {
     mmu_invalidate_start_ = start;
     mmu_invalidate_end_ = end;
   } else {
-    mmu_invalidate_start_ = std::min(mmu_invalidate_start_, start);
-    mmu_invalidate_end_ = std::max(mmu_invalidate_end_, end);
+    mmu_invalidate_start_ = std::min(mmu_invalidate_start_.load(), start);
+    mmu_invalidate_end_ = std::max(mmu_invalidate_end_.load(), end);
   }
 }
 
@@ -146,7 +147,7 @@ void Kvm::filemap_invalidate_lock(bool exclusive) {
   auto ready = [&] { return !l.writer && (!exclusive || !l.readers); };
   if (!env_->block_until("the guest_memfd invalidate lock", ready,
                          [&] { exclusive ? void(l.writer = true) : void(l.readers++); })) {
-    violations_.push_back(
+    add_violation(
         {"liveness", "filemap_invalidate_lock", "guest_memfd invalidate lock held: deadlock"});
     exclusive ? void(l.writer = true) : void(l.readers++);
   }

@@ -170,7 +170,7 @@ void Kvm::kvm_destroy_vm() {
     for (uint64_t pa : pages) {
       tdx::Regs c = seamcall(Leaf::PHYMEM_PAGE_RECLAIM, pa);
       if (c.rax) {
-        violations_.push_back(
+        add_violation(
             {"kvm-bug-on", "__tdx_reclaim_page",
              "WARN: TDH.PHYMEM.PAGE.RECLAIM of a control page -> " + tdx::status_name(c.rax)});
         continue;

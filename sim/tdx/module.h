@@ -47,11 +47,13 @@ struct Options {
   static std::string help();
 };
 
+// Fields are atomic because the module reads them while walking the PAMT before it takes
+// an entry's lock (pamt_leaf), as the real module does; writers hold the lock.
 struct PamtEntry {
   SharexLock lock;
-  PageType type = PageType::NDA;
-  uint64_t owner = 0;   // TDR HPA
-  uint64_t bepoch = 0;  // TD epoch recorded by RANGE.BLOCK
+  std::atomic<PageType> type{PageType::NDA};
+  std::atomic<uint64_t> owner{0};   // TDR HPA
+  std::atomic<uint64_t> bepoch{0};  // TD epoch recorded by RANGE.BLOCK
 };
 
 // VMX basic exit reason of an EPT violation, as VP.ENTER reports a TD exit in RAX bits 31:0.
@@ -83,10 +85,10 @@ struct Vcpu {
 struct Td {
   uint64_t tdr = 0;
   uint32_t hkid = 0;
-  Lifecycle lifecycle = Lifecycle::NOT_CONFIGURED;
-  bool fatal = false;
-  bool tdcs_allocated = false;
-  OpState op_state = OpState::UNINITIALIZED;
+  std::atomic<Lifecycle> lifecycle{Lifecycle::NOT_CONFIGURED};
+  std::atomic<bool> fatal{false};
+  std::atomic<bool> tdcs_allocated{false};
+  std::atomic<OpState> op_state{OpState::UNINITIALIZED};
   uint64_t tdcs = 0, root = 0;  // control pages (TDCX); root = the PML4 S-EPT page
   SharexLock op_state_lock, sept_lock, epoch_lock;
   std::atomic<uint64_t> td_epoch{1};

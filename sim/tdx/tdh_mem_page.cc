@@ -25,7 +25,7 @@ Regs Module::tdh_mem_page_add(const Regs& in) {
     PamtEntry* pp;
     if (!check_new_page(c, in.r8, kLevel4K, Operand::R8, &pp)) return false;
     const uint64_t dst = in.r8 >> host::kPageShift, src = in.r9 >> host::kPageShift;
-    host_.content(dst) = host_.contains(src) ? host_.content(src) : 0;
+    host_.content(dst) = host_.contains(src) ? host_.content(src).load() : 0;
     pp->type = PageType::REG;
     pp->owner = t.td->tdr;
     pp->bepoch = 0;

@@ -56,8 +56,8 @@ Regs Module::tdh_mem_page_demote(const Regs& in) {
     c.yield("demote-pamt-locked");
     for (uint64_t i = 0; i < 512; i++) {
       PamtEntry& ch = child_level == kLevel4K ? pamt_4k(pfn + i) : pamt_2m(pfn + i * 512);
-      ch.type = big_pamt.type;
-      ch.owner = big_pamt.owner;
+      ch.type = big_pamt.type.load();
+      ch.owner = big_pamt.owner.load();
       ch.bepoch = 0;
     }
     big_pamt.type = PageType::NDA;
@@ -147,8 +147,8 @@ Regs Module::tdh_mem_page_promote(const Regs& in) {
     c.hold(big.lock, LockMode::kExclusive);
     c.yield("promote-pamt-locked");
     PamtEntry& first = child_level == kLevel4K ? pamt_4k(pfn) : pamt_2m(pfn);
-    big.type = first.type;
-    big.owner = first.owner;  // BEPOCH of the merged entry is not reset (§5 step 7)
+    big.type = first.type.load();
+    big.owner = first.owner.load();  // BEPOCH of the merged entry is not reset (§5 step 7)
     for (uint64_t i = 0; i < 512; i++) {
       PamtEntry& ch = child_level == kLevel4K ? pamt_4k(pfn + i) : pamt_2m(pfn + i * 512);
       ch.type = PageType::NDA;

@@ -52,7 +52,7 @@ Regs Module::tdh_phymem_page_reclaim(const Regs& in) {
     if (!td || td->lifecycle != Lifecycle::TEARDOWN)
       return c.fail(raw(Status::LIFECYCLE_STATE_INCORRECT));
     if (is_tdr && td->chldcnt.load() != 0) return c.fail(raw(Status::TD_ASSOCIATED_PAGES_EXIST));
-    c.out.rcx = static_cast<uint64_t>(p.type);
+    c.out.rcx = static_cast<uint64_t>(p.type.load());
     c.out.rdx = p.owner;
     c.out.r8 = static_cast<uint64_t>(lvl);
     if (!is_tdr) td->chldcnt.fetch_sub(static_cast<int64_t>(level_pages(lvl)));

@@ -17,6 +17,11 @@ struct RunOptions {
   // cheap checks (KVM_BUG_ON, lockdep, liveness, guest data at each load, stale TLB at each
   // use) always run at every step.
   bool full_checks_every_step = true;
+  // Free-running: every actor on its own thread (for ThreadSanitizer), any schedule line
+  // ignored. Statements are not checked against expectations or the guest-data model (loads
+  // and stores on real threads cannot be linearized); every other property is checked when
+  // all threads have finished.
+  bool free_running = false;
 };
 
 struct Failure {

@@ -7,6 +7,7 @@
 #include "sim/check/kvm_check.h"
 #include "sim/guest/guest.h"
 #include "sim/kvm/kvm.h"
+#include "sim/sched/threads.h"
 #include "sim/trace/call_log.h"
 #include "sim/trace/exec.h"
 #include "sim/trace/kvm_exec.h"
@@ -43,7 +44,9 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
 
   RunResult run() {
     RunResult r;
-    if (t_.schedule.kind != sched::Schedule::kNone) {
+    if (opts_.free_running) {
+      if (!run_threads(&r)) return r;
+    } else if (t_.schedule.kind != sched::Schedule::kNone) {
       if (!run_interleaved(&r)) return r;
     } else {
       for (size_t i = 0; i < t_.stmts.size(); i++)
@@ -85,6 +88,68 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
     }
     if (!matches(s, out)) {
       r->failure = {Failure::kExpectation, i, s.line, print_expect(s.expect), out.word, {}};
+      return false;
+    }
+    return true;
+  }
+
+  std::string vcpu_states() {
+    std::string s;
+    for (int v = 0; v < kvm_.nr_vcpus(); v++)
+      s += " vcpu" + std::to_string(v) +
+           (kvm_.vcpu_mode_in_guest(v) ? " IN_GUEST_MODE" : " outside") +
+           (kvm_.vcpu_in_guest(v) ? " in-TD" : "") + (kvm_.kick_pending(v) ? " kick-pending" : "") +
+           ";";
+    s += kvm_.wait_for_sept_zap() ? " wait_for_sept_zap set;" : "";
+    s += " mmu_lock " + std::string(kvm_.mmu_lock().writer ? "write-held, " : "") +
+         std::to_string(kvm_.mmu_lock().readers.load()) + " readers; active actors " +
+         std::to_string(active_.load());
+    return s;
+  }
+
+  // Each actor on its own thread; the properties are checked once all have joined.
+  bool run_threads(RunResult* r) {
+    sched::ThreadEnv env;
+    std::vector<int> order;
+    std::vector<std::vector<size_t>> lines(sched::kHostBase + 4);
+    for (size_t i = 0; i < t_.stmts.size(); i++) {
+      const int a = stmt_actor(t_.stmts[i]);
+      if (lines[a].empty()) order.push_back(a);
+      lines[a].push_back(i);
+    }
+    free_running_ = true;
+    active_ = static_cast<int>(order.size());
+    // Retry bounds count attempts, and real threads spin fast: only a wait that outlasts the
+    // deadlock timeout is a liveness failure here.
+    kvm_.set_retry_limit(1000000);
+    std::atomic<uint64_t> steps{0};
+    for (int a : order) {
+      env.add_actor(a, [&, a] {
+        for (size_t i : lines[a]) {
+          step(t_.stmts[i]);
+          steps++;
+        }
+        active_--;
+        env.notify();
+        while (sched::is_vcpu_actor(a) && kvm_.vcpu_mode_in_guest(a)) {
+          env.block_until("a kick or the end of the trace",
+                          [&] { return kvm_.kick_pending(a) || active_ == 0; }, {});
+          if (!kvm_.vcpu_ack_kick(a)) break;
+        }
+      });
+    }
+    kvm_.set_env(&env);
+    const bool ok = env.run();
+    kvm_.set_env(nullptr);
+    r->steps = steps;
+    if (!ok) {
+      fail(*r, t_.stmts.size(), 0, {"liveness", "threads", env.why() + " state:" + vcpu_states()});
+      return false;
+    }
+    check::Violations v;
+    check::check_kvm(kvm_, guest_, true, &cursor_, &v);
+    if (!v.empty()) {
+      fail(*r, t_.stmts.size(), 0, v.front());
       return false;
     }
     return true;
@@ -133,13 +198,7 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
     log_.flush();
     if (failed) return false;
     if (!ok) {
-      std::string vcpus;
-      for (int v = 0; v < kvm_.nr_vcpus(); v++)
-        vcpus += " vcpu" + std::to_string(v) +
-                 (kvm_.vcpu_mode_in_guest(v) ? " IN_GUEST_MODE" : " outside") +
-                 (kvm_.vcpu_in_guest(v) ? " in-TD" : "") +
-                 (kvm_.kick_pending(v) ? " kick-pending" : "") + ";";
-      fail(*r, t_.stmts.size(), 0, {"liveness", "schedule", sch.why() + " state:" + vcpus});
+      fail(*r, t_.stmts.size(), 0, {"liveness", "schedule", sch.why() + " state:" + vcpu_states()});
       return false;
     }
     check::Violations v;
@@ -207,9 +266,14 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
   }
 
   // guest-data, at the instant of each effect (Guest::Listener).
-  void accepted(uint64_t gfn, uint64_t count) override { model_.accepted(gfn, count); }
-  void stored(uint64_t gfn, uint64_t value) override { model_.wrote(gfn, value); }
+  void accepted(uint64_t gfn, uint64_t count) override {
+    if (!free_running_) model_.accepted(gfn, count);
+  }
+  void stored(uint64_t gfn, uint64_t value) override {
+    if (!free_running_) model_.wrote(gfn, value);
+  }
   void loaded(int v, uint64_t gfn, uint64_t value) override {
+    if (free_running_) return;
     auto want = model_.expected(gfn);
     if (want && *want != value && !kvm_.vm_bugged())
       load_violations_.push_back({"guest-data", "wrong-value",
@@ -257,17 +321,17 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
       case Op::SPLIT:
         return word(kvm_.split_huge_page(a[0]));
       case Op::ZAP: {
-        model_.unsettled(a[0], a[1]);  // from now on the data is going away
+        if (!free_running_) model_.unsettled(a[0], a[1]);  // from now on the data is going away
         int e = kvm_.kvm_gmem_punch_hole(a[0], a[1]);
-        model_.settled(a[0], a[1], /*shared=*/false);
+        if (!free_running_) model_.settled(a[0], a[1], /*shared=*/false);
         return word(e);
       }
       case Op::CONVERT: {
-        model_.unsettled(a[0], a[1]);
+        if (!free_running_) model_.unsettled(a[0], a[1]);
         int e = kvm_.kvm_vm_set_mem_attributes(a[0], a[1], a[2] == 1);
         if (e == 0) guest_.forget(a[0], a[1]);
         // A failed conversion may still have zapped part of the range: its data is gone too.
-        model_.settled(a[0], a[1], /*shared=*/e == 0 && a[2] == 0);
+        if (!free_running_) model_.settled(a[0], a[1], /*shared=*/e == 0 && a[2] == 0);
         return word(e);
       }
       case Op::ENTER:
@@ -282,7 +346,8 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
         return guest_outcome(guest_.write(static_cast<int>(a[0]), a[1], a[2]), false);
       case Op::GUEST_READ: {
         const uint64_t gfn = a[1];
-        reads_[stmt_actor(s)] = {model_.expected(gfn), model_.generation(gfn), kvm_.vm_dead()};
+        if (!free_running_)
+          reads_[stmt_actor(s)] = {model_.expected(gfn), model_.generation(gfn), kvm_.vm_dead()};
         return guest_outcome(guest_.read(static_cast<int>(a[0]), gfn), true);
       }
       case Op::EXPECT_MAPPED:
@@ -367,7 +432,8 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
   check::GuestDataModel model_;
   check::KvmCheckCursor cursor_;
   bool torn_down_ = false;
-  int active_ = 1;  // actors still running their lines (interleaved runs)
+  std::atomic<int> active_{1};  // actors still running their lines (interleaved runs)
+  bool free_running_ = false;
   // What each actor's read in progress expected when it started.
   struct ReadSnapshot {
     std::optional<uint64_t> want;
