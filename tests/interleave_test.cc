@@ -90,8 +90,9 @@ TEST_P(Interleave, FailsOnItsPropertyWithTheBugOn) {
   ASSERT_EQ(r.failure.kind, trace::Failure::kProperty) << info.name << " went unnoticed";
   EXPECT_EQ(r.failure.violation.property, info.property)
       << trace::format_failure(t, r, GetParam().file);
-  if (GetParam().bug == Bug::leave_wait_for_sept_zap)
+  if (GetParam().bug == Bug::leave_wait_for_sept_zap) {
     for (Probe p : GetParam().probes) EXPECT_GT(sched::probe_count(p), 0u) << sched::probe_name(p);
+  }
 }
 
 std::string Name(const ::testing::TestParamInfo<Scenario>& p) {
