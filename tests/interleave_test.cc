@@ -106,9 +106,10 @@ TEST(InterleaveZoo, EveryInterleavingEntryHasAScenario) {
   for (const auto& s : kScenarios) covered.insert(s.bug);
   for (size_t i = 0; i < static_cast<size_t>(Bug::kCount); i++) {
     const Bug b = static_cast<Bug>(i);
-    if (kvm::bug_info(b).needs_interleaving)
+    if (kvm::bug_info(b).needs_interleaving) {
       EXPECT_TRUE(covered.count(b))
           << kvm::bug_info(b).name << " needs an interleaving scenario here";
+    }
   }
 }
 
