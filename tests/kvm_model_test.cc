@@ -43,10 +43,11 @@ TEST(KvmQuirks, SplitBoolReturnHidesEnomem) {
     int level;
     ASSERT_TRUE(s.k.mirror_leaf(0x200, &spte, &level));
     EXPECT_EQ(level, kvm::kPg2M) << "nothing was split";
-    if (quirk)
+    if (quirk) {
       EXPECT_EQ(r, 0) << "§7.4: -ENOMEM stored in a bool reads as 1 (flush needed), not an error";
-    else
+    } else {
       EXPECT_EQ(r, -kvm::kENOMEM);
+    }
   }
 }
 
