@@ -165,3 +165,35 @@ TEST(TraceRun, VerboseLogNamesEverySeamcall) {
 
 }  // namespace
 }  // namespace trace
+
+namespace trace {
+namespace {
+
+TEST(TraceParse, KvmTraceWithActorsAndScheduleRoundTrips) {
+  for (const char* sched :
+       {"schedule vcpu0:accept-entry-locked -> host0\nschedule host0:mmu_lock-write:2 -> vcpu1\n",
+        "schedule random 42\n", "schedule pct 7 5\n"}) {
+    std::string text = std::string(
+                           "vcpus 2\n"
+                           "memory 1024\n"
+                           "option bug=whole_2m_zap\n"
+                           "option sept_ve_disable=off\n"
+                           "finalize\n"
+                           "map 0x200 2M -> ok\n"
+                           "@vcpu0 accept 0 0x200 2M -> ok\n"
+                           "@host0 split 0x200 -> EIO\n"
+                           "@vcpu1 read 1 0x3ff -> 0xfeed\n"
+                           "convert 0x300 2 shared -> ok\n"
+                           "@vcpu1 expect mapped 0x3ff 4K accepted\n"
+                           "expect vm alive\n") +
+                       sched;
+    Trace t = parse_ok(text);
+    EXPECT_NE(t.schedule.kind, sched::Schedule::kNone);
+    const std::string printed = print(t);
+    EXPECT_EQ(parse_ok(printed), t) << printed;
+    EXPECT_EQ(print(parse_ok(printed)), printed);
+  }
+}
+
+}  // namespace
+}  // namespace trace
