@@ -1,4 +1,5 @@
 #include "sim/check/kvm_check.h"
+#include "sim/host/hex.h"
 
 #include <cstdio>
 #include <unordered_map>
@@ -8,11 +9,7 @@
 namespace check {
 namespace {
 
-std::string hex(uint64_t v) {
-  char b[24];
-  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-  return b;
-}
+using host::hex;
 const char* kvm_level(int l) {
   return l == 1 ? "4K" : l == 2 ? "2M" : l == 3 ? "1G" : "512G";
 }

@@ -1,4 +1,5 @@
 #include "sim/check/module_check.h"
+#include "sim/host/hex.h"
 
 #include <cstdio>
 #include <string>
@@ -12,11 +13,7 @@ using tdx::PageType;
 using tdx::SeptEntry;
 using tdx::SeptState;
 
-std::string hex(uint64_t v) {
-  char b[24];
-  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-  return b;
-}
+using host::hex;
 
 class TdChecker {
  public:

@@ -1,4 +1,5 @@
 #include "sim/guest/guest.h"
+#include "sim/host/hex.h"
 
 #include <cstdio>
 
@@ -10,11 +11,7 @@ using kvm::kPg2M;
 using kvm::kPg4K;
 
 namespace {
-std::string hex(uint64_t v) {
-  char b[24];
-  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-  return b;
-}
+using host::hex;
 uint64_t key(uint64_t gfn, int level) {
   return gfn | (static_cast<uint64_t>(level) << 56);
 }

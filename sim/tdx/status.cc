@@ -1,4 +1,5 @@
 #include "sim/tdx/status.h"
+#include "sim/host/hex.h"
 
 #include <cstdio>
 #include <cstdlib>

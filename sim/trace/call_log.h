@@ -6,6 +6,7 @@
 #include <ostream>
 #include <string>
 
+#include "sim/host/hex.h"
 #include "sim/tdx/module.h"
 
 namespace trace {
@@ -45,11 +46,7 @@ class CallLog {
   }
 
  private:
-  static std::string hex(uint64_t v) {
-    char b[24];
-    std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-    return b;
-  }
+  static std::string hex(uint64_t v) { return host::hex(v); }
   std::ostream* os_;
   std::string last_;
   uint64_t repeats_ = 0;

@@ -2,6 +2,7 @@
 // guest driven against the KVM model over the TDX module model, every property checked after
 // every step, `guest-data` at every read.
 #include <cstdio>
+#include "sim/host/hex.h"
 
 #include "sim/check/guest_data.h"
 #include "sim/check/kvm_check.h"
@@ -15,11 +16,7 @@
 namespace trace {
 namespace {
 
-std::string hex(uint64_t v) {
-  char b[24];
-  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-  return b;
-}
+using host::hex;
 
 struct Outcome {
   std::string word;  // "ok", "EIO", "killed", ... or the value read
@@ -93,6 +90,25 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
     return true;
   }
 
+  // Each actor's lines in trace order, actors in order of their first line.
+  void group_by_actor(std::vector<int>* order, std::vector<std::vector<size_t>>* lines) const {
+    lines->assign(sched::kHostBase + 4, {});
+    for (size_t i = 0; i < t_.stmts.size(); i++) {
+      const int a = stmt_actor(t_.stmts[i]);
+      if ((*lines)[a].empty()) order->push_back(a);
+      (*lines)[a].push_back(i);
+    }
+  }
+
+  // The checks that need every actor done; false when one fails (r holds the failure).
+  bool quiescent_check(RunResult* r) {
+    check::Violations v;
+    check::check_kvm(kvm_, guest_, true, &cursor_, &v);
+    if (v.empty()) return true;
+    fail(*r, t_.stmts.size(), 0, v.front());
+    return false;
+  }
+
   std::string vcpu_states() {
     std::string s;
     for (int v = 0; v < kvm_.nr_vcpus(); v++)
@@ -111,12 +127,8 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
   bool run_threads(RunResult* r) {
     sched::ThreadEnv env;
     std::vector<int> order;
-    std::vector<std::vector<size_t>> lines(sched::kHostBase + 4);
-    for (size_t i = 0; i < t_.stmts.size(); i++) {
-      const int a = stmt_actor(t_.stmts[i]);
-      if (lines[a].empty()) order.push_back(a);
-      lines[a].push_back(i);
-    }
+    std::vector<std::vector<size_t>> lines;
+    group_by_actor(&order, &lines);
     free_running_ = true;
     active_ = static_cast<int>(order.size());
     // Retry bounds count attempts, and real threads spin fast: only a wait that outlasts the
@@ -146,13 +158,7 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
       fail(*r, t_.stmts.size(), 0, {"liveness", "threads", env.why() + " state:" + vcpu_states()});
       return false;
     }
-    check::Violations v;
-    check::check_kvm(kvm_, guest_, true, &cursor_, &v);
-    if (!v.empty()) {
-      fail(*r, t_.stmts.size(), 0, v.front());
-      return false;
-    }
-    return true;
+    return quiescent_check(r);
   }
 
   // Each actor runs its own lines in order; the schedule interleaves them at yield points.
@@ -167,12 +173,8 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
       sch.on_switch = [&](const std::string& what) { log_.note("[switch] " + what); };
     }
     std::vector<int> order;
-    std::vector<std::vector<size_t>> lines(sched::kHostBase + 4);
-    for (size_t i = 0; i < t_.stmts.size(); i++) {
-      const int a = stmt_actor(t_.stmts[i]);
-      if (lines[a].empty()) order.push_back(a);
-      lines[a].push_back(i);
-    }
+    std::vector<std::vector<size_t>> lines;
+    group_by_actor(&order, &lines);
     active_ = static_cast<int>(order.size());
     bool failed = false;
     for (int a : order) {
@@ -201,13 +203,7 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
       fail(*r, t_.stmts.size(), 0, {"liveness", "schedule", sch.why() + " state:" + vcpu_states()});
       return false;
     }
-    check::Violations v;
-    check::check_kvm(kvm_, guest_, true, &cursor_, &v);
-    if (!v.empty()) {
-      fail(*r, t_.stmts.size(), 0, v.front());
-      return false;
-    }
-    return true;
+    return quiescent_check(r);
   }
 
   void on_call(const char* name, const tdx::Regs& in, const tdx::Regs& out) override {

@@ -3,6 +3,7 @@
 // (as KVM does), and tears the TD down at the end so that leak checks always run.
 #include <cstdio>
 #include <sstream>
+#include "sim/host/hex.h"
 
 #include "sim/check/module_check.h"
 #include "sim/host/pages.h"
@@ -18,11 +19,7 @@ using tdx::Leaf;
 using tdx::Regs;
 using tdx::Status;
 
-std::string hex(uint64_t v) {
-  char b[24];
-  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-  return b;
-}
+using host::hex;
 
 // Outcome of one statement, in the terms an expectation uses.
 struct Outcome {

@@ -1,6 +1,7 @@
 // The canonical printer: parse(print(t)) == t.
 #include <cstdio>
 #include <sstream>
+#include "sim/host/hex.h"
 
 #include "sim/tdx/status.h"
 #include "sim/tdx/types.h"
@@ -8,11 +9,7 @@
 
 namespace trace {
 namespace {
-std::string hex(uint64_t v) {
-  char b[24];
-  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-  return b;
-}
+using host::hex;
 }  // namespace
 
 std::string print_expect(const Expect& e) {
