@@ -275,6 +275,14 @@ Regs Module::seamcall(const Regs& in) {
     out.rax = raw(Status::OPERAND_INVALID, Operand::RAX);
     return out;
   }
+  for (auto it = injections_.begin(); it != injections_.end(); ++it) {
+    if (it->leaf != leaf || --it->countdown) continue;
+    Regs out;
+    out.rax = it->status;
+    injections_.erase(it);
+    hooks_->on_call(name, in, out);
+    return out;
+  }
   switch (leaf) {
     case Leaf::MEM_SEPT_ADD:
       return tdh_mem_sept_add(in);

@@ -33,6 +33,7 @@ enum class Leaf : uint16_t {
 #undef LEAF
 };
 const char* leaf_name(Leaf l);
+bool find_leaf(std::string_view name, Leaf* leaf);  // by ABI name, "TDH.MEM.PAGE.DEMOTE"
 int leaf_max_version(Leaf l);
 inline uint64_t leaf_rax(Leaf l, unsigned version = 0) {
   return static_cast<uint64_t>(l) | (static_cast<uint64_t>(version) << 16);
@@ -148,6 +149,12 @@ class Module {
   // dispatcher does with TDX_OPERAND_INVALID|RAX.
   Regs seamcall(const Regs& in);
 
+  // Fault injection, for reaching the error paths no valid input reaches: the `nth` next
+  // call of `leaf` returns `status` (RCX/RDX zero) without running.
+  void inject(Leaf leaf, uint64_t status, uint32_t nth = 1) {
+    injections_.push_back({leaf, status, nth});
+  }
+
   Regs tdh_mem_sept_add(const Regs& in);
   Regs tdh_mem_sept_remove(const Regs& in);
   Regs tdh_mem_page_add(const Regs& in);
@@ -224,6 +231,12 @@ class Module {
   std::vector<std::unique_ptr<SeptPage>> sept_pages_;  // by frame
   std::vector<std::unique_ptr<Td>> tds_;
   uint32_t next_hkid_ = 1;
+  struct Injection {
+    Leaf leaf;
+    uint64_t status;
+    uint32_t countdown;
+  };
+  std::vector<Injection> injections_;
 };
 
 }  // namespace tdx

@@ -97,6 +97,14 @@ const char* leaf_name(Leaf l) {
   return "TDH.?";
 }
 
+bool find_leaf(std::string_view name, Leaf* leaf) {
+#define LEAF(e, n, num, ver) \
+  if (name == n) return *leaf = Leaf::e, true;
+#include "sim/tdx/leaf.def"
+#undef LEAF
+  return false;
+}
+
 int leaf_max_version(Leaf l) {
   switch (l) {
 #define LEAF(e, name, num, ver) \

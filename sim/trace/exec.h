@@ -6,6 +6,7 @@
 #include <string>
 
 #include "sim/check/violation.h"
+#include "sim/tdx/module.h"
 #include "sim/trace/trace.h"
 
 namespace trace {
@@ -39,6 +40,16 @@ struct RunResult {
 };
 
 RunResult run(const Trace& t, const RunOptions& opts = {});
+
+// `option inject=...` lines: the module returns the given status at the given call.
+inline void apply_injections(const Trace& t, tdx::Module& m) {
+  for (auto& [name, value] : t.options) {
+    uint32_t leaf, nth;
+    uint64_t status;
+    if (name == "inject" && parse_injection(value, &leaf, &status, &nth).empty())
+      m.inject(static_cast<tdx::Leaf>(leaf), status, nth);
+  }
+}
 
 // A report for a person: what failed, where, and the trace with the failing line marked.
 std::string format_failure(const Trace& t, const RunResult& r, const std::string& file);

@@ -34,6 +34,7 @@ class ModuleExec : public tdx::Hooks {
   ModuleExec(const Trace& t, const RunOptions& o)
       : t_(t), opts_(o), host_(kBasePfn, pool_pages(t.memory)), m_(host_, module_options(t), this) {
     tdr_ = m_.create_td(t.vcpus);
+    apply_injections(t, m_);
   }
 
   RunResult run() {

@@ -474,7 +474,45 @@ bool option_number(std::string_view val, uint64_t* n) {
   return parse_number(val, n);
 }
 
+std::string parse_injection(std::string_view value, uint32_t* leaf, uint64_t* status,
+                            uint32_t* nth) {
+  const size_t c1 = value.find(':');
+  if (c1 == std::string_view::npos) return "expected `inject=LEAF:STATUS[:N]`";
+  tdx::Leaf l;
+  if (!tdx::find_leaf(value.substr(0, c1), &l))
+    return "unknown leaf `" + std::string(value.substr(0, c1)) + "` (e.g. TDH.MEM.PAGE.DEMOTE)";
+  std::string_view rest = value.substr(c1 + 1);
+  const size_t c2 = rest.find(':');
+  std::string_view st = rest.substr(0, c2);
+  uint64_t n = 1;
+  if (c2 != std::string_view::npos &&
+      (!parse_number(rest.substr(c2 + 1), &n) || n == 0 || n > 1000000))
+    return "bad call number `" + std::string(rest.substr(c2 + 1)) + "`";
+  uint64_t v;
+  if (!parse_number(st, &v)) {
+    const size_t bar = st.find('|');
+    auto cls = tdx::parse_status_class(st.substr(0, bar));
+    if (!cls) return "unknown status `" + std::string(st) + "`";
+    v = tdx::raw(*cls);
+    if (bar != std::string_view::npos) {
+      auto op = tdx::parse_operand(st.substr(bar + 1));
+      if (!op) return "unknown operand `" + std::string(st.substr(bar + 1)) + "`";
+      v += *op;
+    }
+  }
+  *leaf = static_cast<uint32_t>(l);
+  *status = v;
+  *nth = static_cast<uint32_t>(n);
+  return "";
+}
+
 std::string check_option(Target target, std::string_view name, std::string_view val) {
+  if (name == "inject") {
+    uint32_t l, n;
+    uint64_t st;
+    std::string why = parse_injection(val, &l, &st, &n);
+    return why.empty() ? "" : "bad injection: " + why;
+  }
   if (name == "bug") {
     if (target != Target::kKvm) return "`bug` options belong to KVM traces";
     kvm::BugSet set;

@@ -92,6 +92,11 @@ std::optional<Trace> parse(std::string_view text, ParseError* err);
 // number or on/off; `bug` takes bug-zoo names separated by commas. Empty string when valid.
 std::string check_option(Target target, std::string_view name, std::string_view value);
 bool option_number(std::string_view value, uint64_t* out);
+// `option inject=LEAF:STATUS[:N]`: the N-th (default first) call of LEAF (its ABI name, e.g.
+// TDH.MEM.PAGE.DEMOTE) returns STATUS (a name[|OPERAND] or 0x value) without running: the error
+// paths no valid input reaches. Empty string when valid, else why not.
+std::string parse_injection(std::string_view value, uint32_t* leaf, uint64_t* status,
+                            uint32_t* nth);
 
 // The actor a statement belongs to: its @prefix, else vcpuV for vCPU and guest operations,
 // else host0.
