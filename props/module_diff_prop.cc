@@ -9,7 +9,7 @@
 // `tdh.mem.sept.add 0x0 512G`, `tdh.mem.sept.add 0x0 1G`.
 //
 // Runs:
-//   ./props                                   default: 100 sequences (size ramps 0..100)
+//   ./props                                   default: 1000 sequences (size ramps 0..100)
 //   RC_PARAMS="max_success=100000" ./props    the long run (use a release build)
 //   RC_PARAMS="seed=N" / "reproduce=..."      replay a reported failure
 #include <gtest/gtest.h>
@@ -17,12 +17,15 @@
 #include <rapidcheck/gtest.h>
 #include <rapidcheck/state.h>
 
+#include <malloc.h>
+
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
-#include <string>
 #include <memory>
 #include <sstream>
+#include <string>
 #include <vector>
 
 #include "props/sept_model.h"
@@ -37,7 +40,7 @@ using tdx::Leaf;
 using tdx::Regs;
 
 constexpr uint64_t kBasePfn = 0x100000;  // HPA 4 GiB, 1G-aligned
-constexpr uint64_t kPoolPages = 4096;    // 16 MiB: TD pages, 2 x 2M guest pages, S-EPT pages
+constexpr uint64_t kPoolPages = 2048;    // 8 MiB: TD pages, 2 x 2M guest pages, <= 1017 S-EPT pages
 
 // The system under test: a module with one finalizable TD of two vCPUs. Guest page of
 // region r: the 2M run data[r]; its 4K entry i maps data[r] + i*4K. Each entry of the model
@@ -115,8 +118,11 @@ rc::Gen<Tgt> gen_tgt(std::vector<int> levels) {
   return rc::gen::mapcat(rc::gen::elementOf(levels), [](int l) -> rc::Gen<Tgt> {
     if (l >= 2) return rc::gen::just(Tgt{l, 0});
     if (l == 1) return rc::gen::map(rc::gen::inRange(0, kRegions), [](int r) { return Tgt{1, r}; });
-    return rc::gen::map(rc::gen::pair(rc::gen::inRange(0, kRegions), rc::gen::elementOf(std::vector<int>{0, 1, 2, 511})),
-                        [](std::pair<int, int> p) { return Tgt{0, p.first * 512 + p.second}; });
+    return rc::gen::map(rc::gen::pair(rc::gen::inRange(0, kRegions),
+                                      rc::gen::elementOf(std::vector<int>{0, 1, 2, 511})),
+                        [](std::pair<int, int> p) {
+                          return Tgt{0, p.first * 512 + p.second};
+                        });
   });
 }
 
@@ -125,7 +131,8 @@ struct Stats {
   std::map<std::string, uint64_t> n;
   bool on = std::getenv("PROPS_STATS") != nullptr;
   ~Stats() {
-    for (auto& [k, v] : n) std::printf("%10llu  %s\n", static_cast<unsigned long long>(v), k.c_str());
+    for (auto& [k, v] : n)
+      std::printf("%10llu  %s\n", static_cast<unsigned long long>(v), k.c_str());
   }
 };
 Stats& stats() {
@@ -181,10 +188,12 @@ void compare(const char* what, const Res& want, const Res& got, const Model& mod
     auto w = sut.m.walk(td, t.gpa(), t.level);
     const tdx::SeptEntry se{w.slot->load()};
     const uint64_t pfn = Model::is_leaf(e.s) ? sut.guest_page(t) >> 12 : se.hpa_bits() >> 12;
-    tdx::PamtEntry& p = t.level == 1 && Model::is_leaf(e.s) ? sut.m.pamt_2m(pfn) : sut.m.pamt_4k(pfn);
+    tdx::PamtEntry& p =
+        t.level == 1 && Model::is_leaf(e.s) ? sut.m.pamt_2m(pfn) : sut.m.pamt_4k(pfn);
     if (p.bepoch.load() != e.bepoch) {
       RC_LOG() << what << ": BEPOCH for 0x" << std::hex << t.gpa() << std::dec << " "
-               << level_str(t.level) << ": model " << e.bepoch << ", sim " << p.bepoch.load() << "\n";
+               << level_str(t.level) << ": model " << e.bepoch << ", sim " << p.bepoch.load()
+               << "\n";
       RC_FAIL("BEPOCH differs");
     }
   }
@@ -193,10 +202,14 @@ void compare(const char* what, const Res& want, const Res& got, const Model& mod
   RC_ASSERT(td.refcount[0].load() == model.refcount[0]);
   RC_ASSERT(td.refcount[1].load() == model.refcount[1]);
   RC_ASSERT((td.op_state.load() == tdx::OpState::RUNNABLE) == model.runnable);
-  for (int v = 0; v < 2; v++) RC_ASSERT(td.vcpus[v].in_td == model.vcpu[v].in_td);
+  for (int v = 0; v < 2; v++) {
+    RC_ASSERT(td.vcpus[v].in_td == model.vcpu[v].in_td);
+    RC_ASSERT(td.vcpus[v].epoch == model.vcpu[v].epoch);  // VCPU_EPOCH (§2.14 step 3)
+  }
 }
 
-static_assert(static_cast<int>(tdx::SeptState::PENDING_BLOCKED) == static_cast<int>(St::PENDING_BLOCKED) &&
+static_assert(static_cast<int>(tdx::SeptState::PENDING_BLOCKED) ==
+                  static_cast<int>(St::PENDING_BLOCKED) &&
               static_cast<int>(tdx::SeptState::NL_BLOCKED) == static_cast<int>(St::NL_BLOCKED) &&
               static_cast<int>(tdx::SeptState::BLOCKED) == static_cast<int>(St::BLOCKED));
 
@@ -217,58 +230,89 @@ Tgt gen_operand(std::vector<int> levels) {
 template <K kind>
 struct EntryCmd : Cmd {
   Tgt t;
-  EntryCmd() : t(gen_operand(levels())) {}
+  bool allow_existing = false;  // SEPT.ADD only: RDX bit 0
+  EntryCmd() : t(gen_operand(levels())) {
+    if (kind == K::SeptAdd) allow_existing = *rc::gen::inRange(0, 4) == 0;
+  }
 
   static std::vector<int> levels() {
     switch (kind) {
       case K::SeptAdd:
-      case K::SeptRemove: return {1, 1, 1, 2, 3};
+      case K::SeptRemove:
+        return {1, 1, 1, 2, 3};
       case K::Aug:
-      case K::Remove: return {0, 1};
+      case K::Remove:
+        return {0, 1};
       case K::Block:
-      case K::Unblock: return {0, 0, 1, 1, 2, 3};
+      case K::Unblock:
+        return {0, 0, 1, 1, 2, 3};
       case K::Demote:
-      case K::Promote: return {1};
+      case K::Promote:
+        return {1};
     }
     return {};
   }
   static const char* name() {
     switch (kind) {
-      case K::SeptAdd: return "tdh.mem.sept.add";
-      case K::SeptRemove: return "tdh.mem.sept.remove";
-      case K::Aug: return "tdh.mem.page.aug";
-      case K::Block: return "tdh.mem.range.block";
-      case K::Unblock: return "tdh.mem.range.unblock";
-      case K::Remove: return "tdh.mem.page.remove";
-      case K::Demote: return "tdh.mem.page.demote";
-      case K::Promote: return "tdh.mem.page.promote";
+      case K::SeptAdd:
+        return "tdh.mem.sept.add";
+      case K::SeptRemove:
+        return "tdh.mem.sept.remove";
+      case K::Aug:
+        return "tdh.mem.page.aug";
+      case K::Block:
+        return "tdh.mem.range.block";
+      case K::Unblock:
+        return "tdh.mem.range.unblock";
+      case K::Remove:
+        return "tdh.mem.page.remove";
+      case K::Demote:
+        return "tdh.mem.page.demote";
+      case K::Promote:
+        return "tdh.mem.page.promote";
     }
     return "?";
   }
   Res model_step(Model& m) const {
     switch (kind) {
-      case K::SeptAdd: return m.sept_add(t);
-      case K::SeptRemove: return m.sept_remove(t);
-      case K::Aug: return m.aug(t);
-      case K::Block: return m.block(t);
-      case K::Unblock: return m.unblock(t);
-      case K::Remove: return m.remove(t);
-      case K::Demote: return m.demote(t);
-      case K::Promote: return m.promote(t);
+      case K::SeptAdd:
+        return m.sept_add(t, allow_existing);
+      case K::SeptRemove:
+        return m.sept_remove(t);
+      case K::Aug:
+        return m.aug(t);
+      case K::Block:
+        return m.block(t);
+      case K::Unblock:
+        return m.unblock(t);
+      case K::Remove:
+        return m.remove(t);
+      case K::Demote:
+        return m.demote(t);
+      case K::Promote:
+        return m.promote(t);
     }
     return {};
   }
   uint64_t sut_step(Sut& s) const {
     const uint64_t rcx = Sut::gl(t);
     switch (kind) {
-      case K::SeptAdd: return s.call(Leaf::MEM_SEPT_ADD, rcx, s.tdr, s.page4k());
-      case K::SeptRemove: return s.call(Leaf::MEM_SEPT_REMOVE, rcx, s.tdr);
-      case K::Aug: return s.call(Leaf::MEM_PAGE_AUG, rcx, s.tdr, s.guest_page(t));
-      case K::Block: return s.call(Leaf::MEM_RANGE_BLOCK, rcx, s.tdr);
-      case K::Unblock: return s.call(Leaf::MEM_RANGE_UNBLOCK, rcx, s.tdr);
-      case K::Remove: return s.call(Leaf::MEM_PAGE_REMOVE, rcx, s.tdr);
-      case K::Demote: return s.call(Leaf::MEM_PAGE_DEMOTE, rcx, s.tdr, s.page4k());
-      case K::Promote: return s.call(Leaf::MEM_PAGE_PROMOTE, rcx, s.tdr);
+      case K::SeptAdd:
+        return s.call(Leaf::MEM_SEPT_ADD, rcx, s.tdr | allow_existing, s.page4k());
+      case K::SeptRemove:
+        return s.call(Leaf::MEM_SEPT_REMOVE, rcx, s.tdr);
+      case K::Aug:
+        return s.call(Leaf::MEM_PAGE_AUG, rcx, s.tdr, s.guest_page(t));
+      case K::Block:
+        return s.call(Leaf::MEM_RANGE_BLOCK, rcx, s.tdr);
+      case K::Unblock:
+        return s.call(Leaf::MEM_RANGE_UNBLOCK, rcx, s.tdr);
+      case K::Remove:
+        return s.call(Leaf::MEM_PAGE_REMOVE, rcx, s.tdr);
+      case K::Demote:
+        return s.call(Leaf::MEM_PAGE_DEMOTE, rcx, s.tdr, s.page4k());
+      case K::Promote:
+        return s.call(Leaf::MEM_PAGE_PROMOTE, rcx, s.tdr);
     }
     return 0;
   }
@@ -283,6 +327,7 @@ struct EntryCmd : Cmd {
   }
   void show(std::ostream& os) const override {
     os << name() << " 0x" << std::hex << t.gpa() << std::dec << " " << level_str(t.level);
+    if (allow_existing) os << "  # RDX bit 0: ALLOW_EXISTING";
   }
 };
 
@@ -346,10 +391,17 @@ struct Accept : Cmd {
     const tdx::AcceptResult r = s.m.tdg_mem_page_accept(s.td().vcpus[v].tdvpr, Sut::gl(t));
     Res got;
     switch (r.kind) {
-      case tdx::AcceptResult::kStatus: got.status = r.status; break;
-      case tdx::AcceptResult::kEptViolation: got.kind = Res::kEptViolation; break;
-      case tdx::AcceptResult::kNotInTd: got.kind = Res::kNotInTd; break;
-      case tdx::AcceptResult::kResumed: RC_FAIL("2M ACCEPT interrupted without an interrupt");
+      case tdx::AcceptResult::kStatus:
+        got.status = r.status;
+        break;
+      case tdx::AcceptResult::kEptViolation:
+        got.kind = Res::kEptViolation;
+        break;
+      case tdx::AcceptResult::kNotInTd:
+        got.kind = Res::kNotInTd;
+        break;
+      case tdx::AcceptResult::kResumed:
+        RC_FAIL("2M ACCEPT interrupted without an interrupt");
     }
     compare("tdg.mem.page.accept", want, got, m, s);
   }
@@ -381,6 +433,23 @@ void check_sequence() {
 
 }  // namespace props
 
-// RapidCheck's defaults (100 sequences, sizes 0..100); RC_PARAMS="max_success=100000" for the
-// long run.
-RC_GTEST_PROP(ModuleDiff, SequentialAgreesWithModel, ()) { props::check_sequence(); }
+// 1000 sequences (sizes 0..100) unless RC_PARAMS sets max_success: about 4 s in the ASan
+// debug build. RC_PARAMS="max_success=100000" for the long run. RapidCheck reads RC_PARAMS when
+// the first property runs, after static initialisation.
+// Every sequence builds and drops a module (~1 MB of PAMT and page tables); keep glibc from
+// returning that memory to the kernel each time (half the run time went to brk and page
+// faults). No effect under ASan, which has its own allocator.
+static const bool keep_heap = [] {
+  return mallopt(M_TRIM_THRESHOLD, 256 << 20) == 1 && mallopt(M_MMAP_THRESHOLD, 64 << 20) == 1;
+}();
+
+static const bool default_max_success = [] {
+  const char* p = std::getenv("RC_PARAMS");
+  if (p && std::strstr(p, "max_success")) return false;
+  const std::string v = std::string("max_success=1000 ") + (p ? p : "");
+  return setenv("RC_PARAMS", v.c_str(), 1) == 0;
+}();
+
+RC_GTEST_PROP(ModuleDiff, SequentialAgreesWithModel, ()) {
+  props::check_sequence();
+}

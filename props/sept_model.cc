@@ -16,48 +16,72 @@ bool any_blocked(St s) {
 bool leaf(St s) {
   return s == St::MAPPED || s == St::BLOCKED || s == St::PENDING || s == St::PENDING_BLOCKED;
 }
-bool non_leaf(St s) { return s == St::NL_MAPPED || s == St::NL_BLOCKED; }
+bool non_leaf(St s) {
+  return s == St::NL_MAPPED || s == St::NL_BLOCKED;
+}
 // §1.3: BLOCK / UNBLOCK transitions.
 St blocked_of(St s) {
   switch (s) {
-    case St::NL_MAPPED: return St::NL_BLOCKED;
-    case St::MAPPED: return St::BLOCKED;
-    case St::PENDING: return St::PENDING_BLOCKED;
-    default: return s;
+    case St::NL_MAPPED:
+      return St::NL_BLOCKED;
+    case St::MAPPED:
+      return St::BLOCKED;
+    case St::PENDING:
+      return St::PENDING_BLOCKED;
+    default:
+      return s;
   }
 }
 St unblocked_of(St s) {
   switch (s) {
-    case St::NL_BLOCKED: return St::NL_MAPPED;
-    case St::BLOCKED: return St::MAPPED;
-    case St::PENDING_BLOCKED: return St::PENDING;
-    default: return s;
+    case St::NL_BLOCKED:
+      return St::NL_MAPPED;
+    case St::BLOCKED:
+      return St::MAPPED;
+    case St::PENDING_BLOCKED:
+      return St::PENDING;
+    default:
+      return s;
   }
 }
 
 }  // namespace
 
-bool Model::is_leaf(St s) { return leaf(s); }
-bool Model::is_blocked(St s) { return any_blocked(s); }
+bool Model::is_leaf(St s) {
+  return leaf(s);
+}
+bool Model::is_blocked(St s) {
+  return any_blocked(s);
+}
 
 const char* st_name(St s) {
   switch (s) {
-    case St::FREE: return "FREE";
-    case St::NL_MAPPED: return "NL_MAPPED";
-    case St::NL_BLOCKED: return "NL_BLOCKED";
-    case St::MAPPED: return "MAPPED";
-    case St::BLOCKED: return "BLOCKED";
-    case St::PENDING: return "PENDING";
-    case St::PENDING_BLOCKED: return "PENDING_BLOCKED";
+    case St::FREE:
+      return "FREE";
+    case St::NL_MAPPED:
+      return "NL_MAPPED";
+    case St::NL_BLOCKED:
+      return "NL_BLOCKED";
+    case St::MAPPED:
+      return "MAPPED";
+    case St::BLOCKED:
+      return "BLOCKED";
+    case St::PENDING:
+      return "PENDING";
+    case St::PENDING_BLOCKED:
+      return "PENDING_BLOCKED";
   }
   return "?";
 }
 
 std::string Res::str() const {
   switch (kind) {
-    case kEptViolation: return "EPT_VIOLATION";
-    case kNotInTd: return "NOT_IN_TD";
-    case kStatus: break;
+    case kEptViolation:
+      return "EPT_VIOLATION";
+    case kNotInTd:
+      return "NOT_IN_TD";
+    case kStatus:
+      break;
   }
   return check_operand ? tdx::status_name(status)
                        : std::string(tdx::status_class_name(status).value_or("?")) + "|*";
@@ -65,10 +89,14 @@ std::string Res::str() const {
 
 Ent& Model::at(Tgt t) {
   switch (t.level) {
-    case 3: return l3;
-    case 2: return l2;
-    case 1: return l1[t.idx];
-    default: return l0[t.idx];
+    case 3:
+      return l3;
+    case 2:
+      return l2;
+    case 1:
+      return l1[t.idx];
+    default:
+      return l0[t.idx];
   }
 }
 
@@ -88,8 +116,12 @@ bool Model::tracked(uint64_t b) const {
 // A new table (SEPT.ADD) starts with 512 FREE entries (§2.1); only the modelled ones matter.
 void Model::reset_children(Tgt t) {
   switch (t.level) {
-    case 3: l2 = {}; break;
-    case 2: l1 = {}; break;
+    case 3:
+      l2 = {};
+      break;
+    case 2:
+      l1 = {};
+      break;
     case 1:
       for (int i = 0; i < 512; i++) l0[t.idx * 512 + i] = {};
       break;
@@ -98,7 +130,8 @@ void Model::reset_children(Tgt t) {
 
 bool Model::children_free(Tgt t) const {
   switch (t.level) {
-    case 3: return l2.s == St::FREE;
+    case 3:
+      return l2.s == St::FREE;
     case 2:
       for (auto& e : l1)
         if (e.s != St::FREE) return false;
@@ -112,18 +145,19 @@ bool Model::children_free(Tgt t) const {
 }
 
 // §0 verify_page_info_input (level in the leaf's range, GPA aligned) then the §2.0 step 9 walk.
-#define PAGE_INFO_OR_FAIL(t, lo, hi)                             \
+#define PAGE_INFO_OR_FAIL(t, lo, hi)                         \
   if ((t).level < (lo) || (t).level > (hi) || (t).skew != 0) \
   return Res::st(Status::OPERAND_INVALID, kRcx)
 #define WALK_OR_FAIL(t) \
   if (walk(t) != (t).level) return Res::st(Status::EPT_WALK_FAILED, kRcx)
 
-// §2.1: FREE -> NL_MAPPED with a table of FREE entries; anything else (NL_MAPPED without
-// ALLOW_EXISTING included) is EPT_ENTRY_STATE_INCORRECT.
-Res Model::sept_add(Tgt t) {
+// §2.1: FREE -> NL_MAPPED with a table of FREE entries; NL_MAPPED with ALLOW_EXISTING (RDX
+// bit 0) succeeds without using the page; anything else is EPT_ENTRY_STATE_INCORRECT.
+Res Model::sept_add(Tgt t, bool allow_existing) {
   PAGE_INFO_OR_FAIL(t, 1, 3);
   WALK_OR_FAIL(t);
   Ent& e = at(t);
+  if (e.s == St::NL_MAPPED && allow_existing) return Res::ok();
   if (e.s != St::FREE) return Res::st(Status::EPT_ENTRY_STATE_INCORRECT, kRcx);
   e = {St::NL_MAPPED, 0};
   reset_children(t);

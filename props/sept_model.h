@@ -40,7 +40,8 @@ struct Tgt {
   int idx = 0;
   uint64_t skew = 0;
   uint64_t gpa() const {
-    if (level == 0) return static_cast<uint64_t>(idx / 512) << 21 | static_cast<uint64_t>(idx % 512) << 12;
+    if (level == 0)
+      return static_cast<uint64_t>(idx / 512) << 21 | static_cast<uint64_t>(idx % 512) << 12;
     if (level == 1) return static_cast<uint64_t>(idx) << 21 | skew;
     return skew;
   }
@@ -49,8 +50,8 @@ struct Tgt {
 // What a call returned, as far as the model predicts it.
 struct Res {
   enum Kind : uint8_t { kStatus, kEptViolation, kNotInTd } kind = kStatus;
-  uint64_t status = 0;         // kStatus: RAX
-  bool check_operand = true;   // false where the spec does not fix bits 31:0
+  uint64_t status = 0;        // kStatus: RAX
+  bool check_operand = true;  // false where the spec does not fix bits 31:0
   static Res ok() { return {}; }
   static Res st(tdx::Status s, uint32_t op = 0, bool check = true) {
     return {kStatus, tdx::raw(s, op), check};
@@ -79,16 +80,14 @@ struct Model {
   // Returns the level it stopped at; == t.level when it reached the entry.
   int walk(Tgt t) const;
   // What Module::walk shows for an entry: its state, or nullopt-like -1 when unreachable.
-  int observable(Tgt t) const {
-    return walk(t) == t.level ? static_cast<int>(at(t).s) : -1;
-  }
+  int observable(Tgt t) const { return walk(t) == t.level ? static_cast<int>(at(t).s) : -1; }
   bool tracked(uint64_t bepoch) const;  // §3 is_tlb_tracked
   static bool is_leaf(St s);
   static bool is_blocked(St s);
 
   // Host SEAMCALLs and the guest's ACCEPT. Each returns the predicted result and updates the
   // model as the module would.
-  Res sept_add(Tgt t);
+  Res sept_add(Tgt t, bool allow_existing = false);
   Res sept_remove(Tgt t);
   Res aug(Tgt t);
   Res block(Tgt t);

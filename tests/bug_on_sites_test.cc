@@ -33,9 +33,12 @@ const Site kSites[] = {
     {"tdx_mem_page_aug", "option inject=TDH.MEM.PAGE.AUG:TDX_PAGE_METADATA_INCORRECT|R8\n"},
     {"tdx_sept_zap_private_spte", "option inject=TDH.MEM.RANGE.BLOCK:TDX_EPT_WALK_FAILED|RCX\n"},
     {"tdx_track", "option inject=TDH.MEM.TRACK:TDX_PREVIOUS_TLB_EPOCH_BUSY\n"},
-    {"tdx_spte_demote_private_spte", "option inject=TDH.MEM.PAGE.DEMOTE:TDX_INTERRUPTED_RESTARTABLE\n"},
-    {"tdx_sept_drop_private_spte", "option inject=TDH.MEM.PAGE.REMOVE:TDX_TLB_TRACKING_NOT_DONE|RCX\n"},
-    {"tdx_sept_drop_private_spte", "option inject=TDH.PHYMEM.PAGE.WBINVD:TDX_PAGE_METADATA_INCORRECT|RCX\n"},
+    {"tdx_spte_demote_private_spte",
+     "option inject=TDH.MEM.PAGE.DEMOTE:TDX_INTERRUPTED_RESTARTABLE\n"},
+    {"tdx_sept_drop_private_spte",
+     "option inject=TDH.MEM.PAGE.REMOVE:TDX_TLB_TRACKING_NOT_DONE|RCX\n"},
+    {"tdx_sept_drop_private_spte",
+     "option inject=TDH.PHYMEM.PAGE.WBINVD:TDX_PAGE_METADATA_INCORRECT|RCX\n"},
     {"tdx_td_finalize", "option inject=TDH.MR.FINALIZE:TDX_OP_STATE_INCORRECT\n"},
     {"tdx_flush_vp_on_cpu", "option inject=TDH.VP.FLUSH:TDX_VCPU_STATE_INCORRECT\n"},
     {"tdx_mmu_release_hkid", "option inject=TDH.MNG.VPFLUSHDONE:TDX_LIFECYCLE_STATE_INCORRECT\n"},
@@ -43,7 +46,8 @@ const Site kSites[] = {
     // HKID release gives up silently on FLUSHVP_NOT_DONE; freeing a table then finds it held.
     {"tdx_sept_free_private_spt", "option inject=TDH.MNG.VPFLUSHDONE:TDX_FLUSHVP_NOT_DONE\n"},
     // WARNs: a RECLAIM that fails leaks the page on purpose.
-    {"__tdx_reclaim_page", "option inject=TDH.PHYMEM.PAGE.RECLAIM:TDX_PAGE_METADATA_INCORRECT|RCX\n"},
+    {"__tdx_reclaim_page",
+     "option inject=TDH.PHYMEM.PAGE.RECLAIM:TDX_PAGE_METADATA_INCORRECT|RCX\n"},
     // Teardown reclaims the split page's 511 remaining leaves, then its table: the 512th.
     {"handle_removed_pt", "option inject=TDH.PHYMEM.PAGE.RECLAIM:TDX_OPERAND_BUSY|RCX:512\n"},
 };
@@ -54,7 +58,8 @@ TEST(BugOnSites, EachSiteIsReachedAndNamed) {
     auto t = trace::parse(std::string(s.trace) + kBody, &err);
     ASSERT_TRUE(t) << s.function << ": " << err.line << ":" << err.column << " " << err.message;
     trace::RunResult r = trace::run(*t);
-    ASSERT_EQ(r.failure.kind, trace::Failure::kProperty) << s.function << " not reached\n" << s.trace;
+    ASSERT_EQ(r.failure.kind, trace::Failure::kProperty) << s.function << " not reached\n"
+                                                         << s.trace;
     EXPECT_EQ(r.failure.violation.property, "kvm-bug-on") << s.function;
     EXPECT_EQ(r.failure.violation.site, s.function) << s.trace << r.failure.violation.detail;
   }
@@ -103,7 +108,8 @@ TEST(BugOnSites, ConsequencesAndBuildTimeCounters) {
     tdx::Module m(host);
     kvm::Kvm k(host, m, kvm::Options{}, 1, 4096);
     ASSERT_EQ(k.tdx_init_mem_region(0x10), 0);
-    m.inject(tdx::Leaf::MEM_RANGE_BLOCK, tdx::raw(tdx::Status::EPT_ENTRY_STATE_INCORRECT, tdx::Operand::RCX), 1);
+    m.inject(tdx::Leaf::MEM_RANGE_BLOCK,
+             tdx::raw(tdx::Status::EPT_ENTRY_STATE_INCORRECT, tdx::Operand::RCX), 1);
     k.kvm_gmem_punch_hole(0x10, 1);
     EXPECT_TRUE(has(k, "tdx_sept_zap_private_spte"));
   }

@@ -19,7 +19,8 @@ std::string random_walk(uint64_t seed, int ops, uint64_t memory) {
   auto gfn = [&] {
     // Near 2M boundaries half of the time: that is where splits happen.
     const uint64_t base = pick(memory / 512) * 512;
-    return pick(2) ? base + pick(512) : std::min(memory - 1, base + (pick(2) ? 511 - pick(4) : pick(4)));
+    return pick(2) ? base + pick(512)
+                   : std::min(memory - 1, base + (pick(2) ? 511 - pick(4) : pick(4)));
   };
   std::string t = "vcpus 3\nmemory " + std::to_string(memory) + "\n";
   for (int i = 0; i < 8; i++) t += "init-mem " + std::to_string(pick(memory)) + "\n";
@@ -30,31 +31,44 @@ std::string random_walk(uint64_t seed, int ops, uint64_t memory) {
     const uint64_t g = gfn();
     const char* level = pick(3) ? "2M" : "4K";
     switch (pick(12)) {
-      case 0: std::snprintf(line, sizeof line, "map 0x%llx %s\n", (unsigned long long)g, level); break;
-      case 1: std::snprintf(line, sizeof line, "split 0x%llx\n", (unsigned long long)g); break;
+      case 0:
+        std::snprintf(line, sizeof line, "map 0x%llx %s\n", (unsigned long long)g, level);
+        break;
+      case 1:
+        std::snprintf(line, sizeof line, "split 0x%llx\n", (unsigned long long)g);
+        break;
       case 2: {
         // A hole the guest asked for: punch, then a conversion round trip tells the guest.
         const uint64_t n = 1 + pick(std::min<uint64_t>(64, memory - g));
-        std::snprintf(line, sizeof line, "zap 0x%llx %llu\nconvert 0x%llx %llu shared\nconvert 0x%llx %llu private\n",
-                      (unsigned long long)g, (unsigned long long)n, (unsigned long long)g, (unsigned long long)n,
-                      (unsigned long long)g, (unsigned long long)n);
+        std::snprintf(line, sizeof line,
+                      "zap 0x%llx %llu\nconvert 0x%llx %llu shared\nconvert 0x%llx %llu private\n",
+                      (unsigned long long)g, (unsigned long long)n, (unsigned long long)g,
+                      (unsigned long long)n, (unsigned long long)g, (unsigned long long)n);
         break;
       }
       case 3: {
         const uint64_t n = 1 + pick(std::min<uint64_t>(600, memory - g));
-        std::snprintf(line, sizeof line, "convert 0x%llx %llu %s\n", (unsigned long long)g, (unsigned long long)n,
-                      pick(2) ? "shared" : "private");
+        std::snprintf(line, sizeof line, "convert 0x%llx %llu %s\n", (unsigned long long)g,
+                      (unsigned long long)n, pick(2) ? "shared" : "private");
         break;
       }
-      case 4: std::snprintf(line, sizeof line, "enter %d\n", v); break;
-      case 5: std::snprintf(line, sizeof line, "exit %d\n", v); break;
-      case 6: std::snprintf(line, sizeof line, "accept %d 0x%llx %s\n", v, (unsigned long long)g, level); break;
+      case 4:
+        std::snprintf(line, sizeof line, "enter %d\n", v);
+        break;
+      case 5:
+        std::snprintf(line, sizeof line, "exit %d\n", v);
+        break;
+      case 6:
+        std::snprintf(line, sizeof line, "accept %d 0x%llx %s\n", v, (unsigned long long)g, level);
+        break;
       case 7:
       case 8:
         std::snprintf(line, sizeof line, "write %d 0x%llx 0x%llx\n", v, (unsigned long long)g,
                       (unsigned long long)rng());
         break;
-      default: std::snprintf(line, sizeof line, "read %d 0x%llx\n", v, (unsigned long long)g); break;
+      default:
+        std::snprintf(line, sizeof line, "read %d 0x%llx\n", v, (unsigned long long)g);
+        break;
     }
     t += line;
   }
@@ -71,6 +85,32 @@ TEST(RandomWalk, TenThousandOperationsHoldEveryProperty) {
   trace::RunResult r = trace::run(*t);
   EXPECT_TRUE(r.ok()) << "seed " << seed << "\n" << trace::format_failure(*t, r, "walk");
   EXPECT_EQ(r.steps, t->stmts.size());
+}
+
+}  // namespace
+
+namespace {
+
+// The same kind of walk, its operations split between host0 and the vCPUs' actors and
+// interleaved by seeded random and PCT schedules: every property still holds.
+TEST(RandomWalk, InterleavedWalksHoldEveryProperty) {
+  int runs = 0;
+  for (uint64_t seed = 1; seed <= 6; seed++) {
+    for (const char* kind : {"random", "pct"}) {
+      std::string text = random_walk(seed, 300, 2048);
+      text = text.substr(
+          0, text.rfind("expect vm alive"));  // an interleaving may kill it legitimately
+      text += std::string("schedule ") + kind + " " + std::to_string(seed) + "\n";
+      trace::ParseError err;
+      auto t = trace::parse(text, &err);
+      ASSERT_TRUE(t) << err.message;
+      trace::RunResult r = trace::run(*t);
+      EXPECT_TRUE(r.ok()) << "seed " << seed << " " << kind << "\n"
+                          << trace::format_failure(*t, r, "walk");
+      runs++;
+    }
+  }
+  EXPECT_EQ(runs, 12);
 }
 
 }  // namespace

@@ -40,7 +40,12 @@ int Kvm::kvm_arch_vcpu_ioctl_run(int v) {
     tdx::Regs r = seamcall(Leaf::VP_ENTER, tdvpr(v));
     if (r.rax == 0) {
       // An IPI that arrived meanwhile takes the vCPU straight out again.
-      if (vcpu_ack_kick(v)) continue;
+      // It did enter: a kick that takes it out again is the host's progress, not a failed
+      // attempt (a long zap kicks once per leaf).
+      if (vcpu_ack_kick(v)) {
+        tries--;
+        continue;
+      }
       return 0;
     }
     leave_guest_mode(v);

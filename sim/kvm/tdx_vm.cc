@@ -30,12 +30,16 @@ int Kvm::tdx_init_mem_region(uint64_t gfn) {
     return -kENOMEM;
   }
   host_.content(src) = 0x5eed000000000000ull | gfn;
-  host_.transfer(pfn, 0, host::Use::kHost, host::Use::kModule, "TDH.MEM.PAGE.ADD page");
+  // The page goes to the module, unless it already has it (the GFN was added before: the
+  // fault found it mapped, and PAGE.ADD will refuse it).
+  const bool handed = host_.use(pfn) == host::Use::kHost;
+  if (handed) host_.transfer(pfn, 0, host::Use::kHost, host::Use::kModule, "TDH.MEM.PAGE.ADD page");
   tdx::Regs a = seamcall(Leaf::MEM_PAGE_ADD, gfn << 12, tdr_, pfn << 12, src << 12);
   host_.free(src, 0);
   slots_locked_ = false;
   if (a.rax) {
-    host_.transfer(pfn, 0, host::Use::kModule, host::Use::kHost, "TDH.MEM.PAGE.ADD failed");
+    if (handed)
+      host_.transfer(pfn, 0, host::Use::kModule, host::Use::kHost, "TDH.MEM.PAGE.ADD failed");
     return tdx::is_busy(a.rax) ? -kEBUSY : -kEIO;  // no KVM_BUG_ON: nr_premapped stays elevated
   }
   if (!KVM_BUG_ON(nr_premapped_ == 0, "tdx_gmem_post_populate", "nr_premapped == 0"))

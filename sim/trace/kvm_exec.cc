@@ -288,6 +288,10 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
     if (o.has_value || !snap.want || kvm_.vm_bugged() || snap.dead_before ||
         model_.generation(gfn) != snap.gen)
       return;
+    // Only outcomes that mean the page itself is gone count: KVM killing the VM for touching
+    // it, a #VE, or a private fault on it refused. KVM_RUN refusing to run at all (the TD not
+    // yet runnable, a signal) says nothing about the data.
+    if (o.word != "killed" && o.word != "ve" && o.word != "EFAULT") return;
     v->push_back({"guest-data", "read-failed",
                   "vCPU " + std::to_string(s.args[0]) + " read of GFN " + hex(gfn) + " ended `" +
                       o.word + "`; the guest wrote " + hex(*snap.want)});
