@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <string>
 
+#include "tests/tdx_encodings.h"
 #include "tests/tdx_fixture.h"
 
 namespace tdx::testing {
@@ -13,34 +14,6 @@ namespace {
 constexpr uint64_t kGpa = 0x40000000;       // 1G-aligned
 constexpr uint64_t kOtherGpa = 0x80000000;  // another 1G region
 constexpr uint64_t kPoolEnd = (kHostBasePfn + kHostPages) << 12;
-
-std::string Hex(uint64_t v) {
-  char b[24];
-  std::snprintf(b, sizeof b, "0x%016llx", static_cast<unsigned long long>(v));
-  return b;
-}
-
-// §2.13 encodings, from the spec.
-constexpr uint64_t kFreeEntry = kSve;
-constexpr uint64_t kNlMappedEntry = 0x7;
-constexpr uint64_t kNlBlockedEntry = 0x0;
-uint64_t MappedEntry(uint64_t hpa) {
-  return kSve | hpa | 0xF7;
-}
-uint64_t UnmappedLeafEntry(uint64_t hpa) {
-  return kSve | hpa | 0xF0;
-}  // PENDING*, BLOCKED
-constexpr uint64_t LevelState(int level, uint64_t public_state) {
-  return static_cast<uint64_t>(level) | public_state << 8;
-}
-constexpr uint64_t kPubFree = 0, kPubBlocked = 1, kPubPending = 2, kPubMapped = 4,
-                   kPubNlMapped = 0x84, kPubNlBlocked = 0x81;
-
-void ExpectDetails(const Regs& r, uint64_t status, uint64_t rcx, uint64_t rdx) {
-  EXPECT_STATUS(status, r.rax);
-  EXPECT_EQ(Hex(rcx), Hex(r.rcx));
-  EXPECT_EQ(Hex(rdx), Hex(r.rdx));
-}
 
 class PageTest : public TdxTest {
  protected:

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <string>
 
+#include "tests/tdx_encodings.h"
 #include "tests/tdx_fixture.h"
 
 namespace tdx::testing {
@@ -14,12 +15,6 @@ constexpr uint64_t kGpa = 0x40000000;              // 1G-aligned GPA of the targ
 constexpr uint64_t kUnmappedGpa = 0x100000000000;  // another PML4 slot: no tables at all
 constexpr uint64_t kOtherGpa = 0x80000000;         // a second 1G region for side pages
 constexpr uint64_t kPoolEnd = (kHostBasePfn + kHostPages) << 12;
-
-std::string Hex(uint64_t v) {
-  char b[24];
-  std::snprintf(b, sizeof b, "0x%016llx", static_cast<unsigned long long>(v));
-  return b;
-}
 
 // §2.13 encodings, written from the spec rather than taken from the model.
 uint64_t SpecEntry(SeptState s, uint64_t hpa) {
