@@ -6,24 +6,11 @@
 #include <memory>
 #include <string>
 
+#include "tests/tdx_encodings.h"
 #include "tests/tdx_fixture.h"
 
 namespace tdx::testing {
 namespace {
-
-std::string hexs(uint64_t v) {
-  char b[24];
-  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-  return b;
-}
-
-#define EXPECT_OUT(regs, status, xcx, xdx)       \
-  do {                                           \
-    const ::tdx::Regs o_ = (regs);               \
-    EXPECT_STATUS(status, o_.rax);               \
-    EXPECT_EQ(hexs(xcx), hexs(o_.rcx)) << "RCX"; \
-    EXPECT_EQ(hexs(xdx), hexs(o_.rdx)) << "RDX"; \
-  } while (0)
 
 constexpr uint64_t k4K = 0x1000;
 constexpr uint64_t kGpa = 0x600000;  // 2M-aligned
@@ -76,7 +63,7 @@ class AcceptTest : public TdxTest {
   void expect_exit(const AcceptResult& r, uint64_t gpa, int requested, int found, SeptState s,
                    int v = 0) {
     ASSERT_EQ(AcceptResult::kEptViolation, r.kind) << status_name(r.status);
-    EXPECT_EQ(hexs(gpa), hexs(r.exit.gpa));
+    EXPECT_EQ(Hex(gpa), Hex(r.exit.gpa));
     EXPECT_EQ(requested, r.exit.requested_level);
     EXPECT_EQ(found, r.exit.found_level);
     EXPECT_EQ(public_state(s), r.exit.state);
@@ -122,7 +109,7 @@ TEST_F(AcceptTest, AlreadyAcceptedOperandIsTheLevelOfTheLeafWhereTheWalkStopped)
   expect_status(accept(0, kGpa, 1), kOk);
   const AcceptResult r = accept(0, kGpa + 7 * k4K, 0);
   expect_status(r, raw(Status::PAGE_ALREADY_ACCEPTED, 1u));
-  EXPECT_EQ(hexs(0x00000B0A00000001ull), hexs(r.status));
+  EXPECT_EQ(Hex(0x00000B0A00000001ull), Hex(r.status));
   EXPECT_FALSE(is_error(r.status));
   EXPECT_TRUE(in_td(0));
 }
@@ -131,13 +118,13 @@ TEST_F(AcceptTest, AlreadyAcceptedOperandIsTheRequestedLevelForTheEntryItself) {
   aug4k(kGpa);
   expect_status(accept(0, kGpa, 0), kOk);
   AcceptResult r = accept(0, kGpa, 0);
-  EXPECT_EQ(hexs(0x00000B0A00000000ull), hexs(r.status));
+  EXPECT_EQ(Hex(0x00000B0A00000000ull), Hex(r.status));
   const uint64_t gpa2 = kGpa + level_size(1);
   aug2m(gpa2);
   expect_status(accept(0, gpa2, 1), kOk);
   r = accept(0, gpa2, 1);
   expect_status(r, raw(Status::PAGE_ALREADY_ACCEPTED, 1u));
-  EXPECT_EQ(hexs(0x00000B0A00000001ull), hexs(r.status));
+  EXPECT_EQ(Hex(0x00000B0A00000001ull), Hex(r.status));
   EXPECT_FALSE(entry(gpa2, 1).locked());
 }
 
@@ -145,7 +132,7 @@ TEST_F(AcceptTest, SizeMismatchOn2MAcceptOfAnNlMappedEntry) {
   map_tables(kGpa, kLevel4K);  // the 2M entry points to a page table
   const AcceptResult r = accept(0, kGpa, 1);
   expect_status(r, raw(Status::PAGE_SIZE_MISMATCH, 1u));
-  EXPECT_EQ(hexs(0xC0000B0B00000001ull), hexs(r.status));
+  EXPECT_EQ(Hex(0xC0000B0B00000001ull), Hex(r.status));
   EXPECT_TRUE(in_td(0));  // a status, not a TD exit
   EXPECT_FALSE(entry(kGpa, 1).locked());
 }
@@ -254,10 +241,10 @@ TEST_F(AcceptTest, OperandInvalidRcxComesBeforeTheWalk) {
       gl(kGpa | (1ull << kGpaw), 0),  // beyond the GPA width
   };
   for (uint64_t rcx : bad) {
-    SCOPED_TRACE(hexs(rcx));
+    SCOPED_TRACE(Hex(rcx));
     const AcceptResult r = m.tdg_mem_page_accept(tdvpr(0), rcx);
     expect_status(r, raw(Status::OPERAND_INVALID, Operand::RCX));
-    EXPECT_EQ(hexs(0xC000010000000001ull), hexs(r.status));
+    EXPECT_EQ(Hex(0xC000010000000001ull), Hex(r.status));
     EXPECT_TRUE(in_td(0));
   }
 }

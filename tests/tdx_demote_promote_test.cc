@@ -5,26 +5,13 @@
 #include <memory>
 #include <string>
 
+#include "tests/tdx_encodings.h"
 #include "tests/tdx_fixture.h"
 
 namespace tdx::testing {
 namespace {
 
-std::string hexs(uint64_t v) {
-  char b[24];
-  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-  return b;
-}
-
 // Exact RAX (as a status name) and RCX/RDX (as hex) of a SEAMCALL.
-#define EXPECT_OUT(regs, status, xcx, xdx)       \
-  do {                                           \
-    const ::tdx::Regs o_ = (regs);               \
-    EXPECT_STATUS(status, o_.rax);               \
-    EXPECT_EQ(hexs(xcx), hexs(o_.rcx)) << "RCX"; \
-    EXPECT_EQ(hexs(xdx), hexs(o_.rdx)) << "RDX"; \
-  } while (0)
-
 constexpr uint64_t k4K = 0x1000;
 constexpr uint64_t kGpa = 0x600000;  // a 2M-aligned private GPA
 constexpr uint64_t kOk = raw(Status::SUCCESS);
@@ -202,7 +189,7 @@ TEST_F(ResizeTest, DemotePageInfoCheckedBeforeTheTreeLock) {
       gl(kGpa | (1ull << kGpaw), 1)  // beyond the GPA width
   };
   for (uint64_t rcx : bad) {
-    SCOPED_TRACE(hexs(rcx));
+    SCOPED_TRACE(Hex(rcx));
     EXPECT_OUT(call(Leaf::MEM_PAGE_DEMOTE, rcx, tdr, r8),
                raw(Status::OPERAND_INVALID, Operand::RCX), 0, 0);
   }
@@ -355,7 +342,7 @@ TEST_F(ResizeTest, DemoteNewPageChecks) {
       {hpa + 5 * k4K, raw(Status::PAGE_METADATA_INCORRECT, Operand::R8)},  // inside the 2M page
   };
   for (const Case& c : cases) {
-    SCOPED_TRACE(hexs(c.r8));
+    SCOPED_TRACE(Hex(c.r8));
     EXPECT_OUT(demote_r(kGpa, c.r8), c.status, 0, 0);
     const SeptEntry e = entry(kGpa, 1);
     EXPECT_EQ(SeptState::PENDING, e.state());

@@ -20,9 +20,15 @@ inline std::string Hex(uint64_t v) {
 inline constexpr uint64_t kFreeEntry = kSve;
 inline constexpr uint64_t kNlMappedEntry = 0x7;
 inline constexpr uint64_t kNlBlockedEntry = 0x0;
-inline uint64_t MappedEntry(uint64_t hpa) { return kSve | hpa | 0xF7; }
-inline uint64_t UnmappedLeafEntry(uint64_t hpa) { return kSve | hpa | 0xF0; }  // PENDING*, BLOCKED
-inline uint64_t LeafEntry(uint64_t hpa, bool mapped) { return mapped ? MappedEntry(hpa) : UnmappedLeafEntry(hpa); }
+inline uint64_t MappedEntry(uint64_t hpa) {
+  return kSve | hpa | 0xF7;
+}
+inline uint64_t UnmappedLeafEntry(uint64_t hpa) {
+  return kSve | hpa | 0xF0;
+}  // PENDING*, BLOCKED
+inline uint64_t LeafEntry(uint64_t hpa, bool mapped) {
+  return mapped ? MappedEntry(hpa) : UnmappedLeafEntry(hpa);
+}
 
 // "level_state" (RDX) and the public states in it.
 inline constexpr uint64_t LevelState(int level, uint64_t public_state) {
@@ -36,5 +42,14 @@ inline void ExpectDetails(const Regs& r, uint64_t status, uint64_t rcx, uint64_t
   EXPECT_EQ(Hex(rcx), Hex(r.rcx));
   EXPECT_EQ(Hex(rdx), Hex(r.rdx));
 }
+
+// The same, as a macro that names RCX and RDX in the failure message.
+#define EXPECT_OUT(regs, status, xcx, xdx)                                     \
+  do {                                                                         \
+    const ::tdx::Regs o_ = (regs);                                             \
+    EXPECT_STATUS(status, o_.rax);                                             \
+    EXPECT_EQ(::tdx::testing::Hex(xcx), ::tdx::testing::Hex(o_.rcx)) << "RCX"; \
+    EXPECT_EQ(::tdx::testing::Hex(xdx), ::tdx::testing::Hex(o_.rdx)) << "RDX"; \
+  } while (0)
 
 }  // namespace tdx::testing

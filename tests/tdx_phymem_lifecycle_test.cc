@@ -4,16 +4,11 @@
 #include <cstdio>
 #include <string>
 
+#include "tests/tdx_encodings.h"
 #include "tests/tdx_fixture.h"
 
 namespace tdx::testing {
 namespace {
-
-std::string hexs(uint64_t v) {
-  char b[24];
-  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-  return b;
-}
 
 constexpr uint64_t k4K = 0x1000;
 constexpr uint64_t kGpa = 0x600000;
@@ -56,13 +51,13 @@ class PhymemTest : public TdxTest {
   }
 };
 
-#define EXPECT_RECLAIM(regs, status, type, owner, size)    \
-  do {                                                     \
-    const ::tdx::Regs o_ = (regs);                         \
-    EXPECT_STATUS(status, o_.rax);                         \
-    EXPECT_EQ(hexs(type), hexs(o_.rcx)) << "RCX (type)";   \
-    EXPECT_EQ(hexs(owner), hexs(o_.rdx)) << "RDX (owner)"; \
-    EXPECT_EQ(hexs(size), hexs(o_.r8)) << "R8 (size)";     \
+#define EXPECT_RECLAIM(regs, status, type, owner, size)  \
+  do {                                                   \
+    const ::tdx::Regs o_ = (regs);                       \
+    EXPECT_STATUS(status, o_.rax);                       \
+    EXPECT_EQ(Hex(type), Hex(o_.rcx)) << "RCX (type)";   \
+    EXPECT_EQ(Hex(owner), Hex(o_.rdx)) << "RDX (owner)"; \
+    EXPECT_EQ(Hex(size), Hex(o_.r8)) << "R8 (size)";     \
   } while (0)
 
 // ---------------------------------------------------------------------------------------------
@@ -86,7 +81,7 @@ TEST_F(PhymemTest, WbinvdRejectsPagesTheModuleStillOwns) {
   const uint64_t pt = entry(kGpa2M, 2).hpa_bits();  // the PD page
   const uint64_t cases[] = {tdr, td().tdcs, tdvpr(0), pt, hpa2m, hpa2m + 17 * k4K};
   for (uint64_t pa : cases) {
-    SCOPED_TRACE(hexs(pa));
+    SCOPED_TRACE(Hex(pa));
     host.set_needs_wbinvd(pa >> 12, true);
     EXPECT_STATUS(raw(Status::PAGE_METADATA_INCORRECT, Operand::RCX), wbinvd(pa | hkid_bits()).rax);
     EXPECT_TRUE(host.needs_wbinvd(pa >> 12));
@@ -144,7 +139,7 @@ TEST_F(PhymemTest, VpflushdoneNeedsEveryAssociatedVcpuFlushed) {
   }
   const Regs r = call(Leaf::MNG_VPFLUSHDONE, tdr);
   EXPECT_STATUS(raw(Status::FLUSHVP_NOT_DONE), r.rax);
-  EXPECT_EQ(hexs(0x8000082400000000ull), hexs(r.rax));
+  EXPECT_EQ(Hex(0x8000082400000000ull), Hex(r.rax));
   EXPECT_EQ(Lifecycle::KEYS_CONFIGURED, td().lifecycle);
   EXPECT_STATUS(kOk, track());  // the TD is still fully usable
   ASSERT_STATUS(kOk, call(Leaf::VP_FLUSH, tdvpr(0)).rax);
@@ -169,7 +164,7 @@ TEST_F(PhymemTest, SeptLeavesReturnKeysNotConfiguredOnceTeardownStarted) {
   (void)hpa4;
   run_and_flush();
   const uint64_t keys = raw(Status::TD_KEYS_NOT_CONFIGURED);
-  ASSERT_EQ(hexs(0x8000081000000000ull), hexs(keys));
+  ASSERT_EQ(Hex(0x8000081000000000ull), Hex(keys));
   auto check_all = [&] {
     const uint64_t bad = gl(kGpa, 7);  // an invalid level: the TD state check comes first
     EXPECT_STATUS(keys, call(Leaf::MEM_SEPT_ADD, gl(level_size(2), 2), tdr, page4k()).rax);
@@ -245,7 +240,7 @@ TEST_F(PhymemTest, ReclaimEveryPageAndTheTdrLast) {
   EXPECT_EQ(nullptr, m.td_of(tdr));
   // Every page is PAMT-free now: a second RECLAIM fails, WBINVD succeeds.
   for (uint64_t pa : {hpa4, hpa2m, pt, root, v0.tdvpr, tdr}) {
-    SCOPED_TRACE(hexs(pa));
+    SCOPED_TRACE(Hex(pa));
     EXPECT_RECLAIM(reclaim(pa), raw(Status::PAGE_METADATA_INCORRECT, Operand::RCX), 0, 0, 0);
     EXPECT_STATUS(kOk, wbinvd(pa).rax);
     EXPECT_EQ(PageType::NDA, m.pamt_4k(pa >> 12).type);

@@ -6,16 +6,11 @@
 #include <memory>
 #include <string>
 
+#include "tests/tdx_encodings.h"
 #include "tests/tdx_fixture.h"
 
 namespace tdx::testing {
 namespace {
-
-std::string hexs(uint64_t v) {
-  char b[24];
-  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-  return b;
-}
 
 constexpr uint64_t k4K = 0x1000;
 constexpr uint64_t kGpa = 0x600000;
@@ -90,7 +85,7 @@ TEST_F(VpEnterTest, TdrHeldExclusivelyIsBusyTdrBeforeTheOpStateCheck) {
   on_yield_once("tdr-locked", [&] { inner = enter(0); });
   ASSERT_STATUS(kOk, call(Leaf::MEM_PAGE_ADD, gl(kGpa, 0), tdr, page4k(), 0).rax);
   EXPECT_STATUS(raw(Status::OPERAND_BUSY, Operand::TDR), inner);
-  EXPECT_EQ(hexs(0x8000020000000080ull), hexs(inner));
+  EXPECT_EQ(Hex(0x8000020000000080ull), Hex(inner));
   expect_nothing_held(0);
 }
 
@@ -124,7 +119,7 @@ TEST_F(VpEnterTest, EpochLockHeldByTrackIsBusyTdEpochAndCountsNothing) {
   on_yield_once("epoch-locked", [&] { inner = enter(0); });
   ASSERT_STATUS(kOk, track());
   EXPECT_STATUS(raw(Status::OPERAND_BUSY, Operand::TD_EPOCH), inner);
-  EXPECT_EQ(hexs(0x80000200000000A9ull), hexs(inner));
+  EXPECT_EQ(Hex(0x80000200000000A9ull), Hex(inner));
   expect_nothing_held(0);
   EXPECT_STATUS(kOk, enter(0));
   EXPECT_EQ(2u, vcpu(0).epoch);
@@ -248,7 +243,7 @@ TEST_F(ZeroStepTest, ArmsAfterThresholdConsecutiveExitsAtOneGpa) {
   EXPECT_TRUE(vcpu(0).epf_gpas.empty());
   fault(kGpa);
   ASSERT_EQ(1u, vcpu(0).epf_gpas.size());
-  EXPECT_EQ(hexs(kGpa), hexs(vcpu(0).epf_gpas[0]));
+  EXPECT_EQ(Hex(kGpa), Hex(vcpu(0).epf_gpas[0]));
   EXPECT_TRUE(vcpu(1).epf_gpas.empty());  // per vCPU
 }
 
@@ -268,13 +263,13 @@ TEST_F(ZeroStepTest, ArmedFilterReturnsASyntheticExitWhileTheGpaFaults) {
   Regs out = call(Leaf::VP_ENTER, tdvpr(0));
   EXPECT_EQ(uint64_t{kExitReasonEptViolation}, out.rax);
   EXPECT_EQ(48u, out.rax);
-  EXPECT_EQ(hexs(kGpa), hexs(out.r8));
+  EXPECT_EQ(Hex(kGpa), Hex(out.r8));
   expect_nothing_held(0);  // the REFCOUNT increment was undone
   // AUG alone does not help: a PENDING page still faults.
   ASSERT_STATUS(kOk, aug(kGpa, 0));
   out = call(Leaf::VP_ENTER, tdvpr(0));
   EXPECT_EQ(48u, out.rax);
-  EXPECT_EQ(hexs(kGpa), hexs(out.r8));
+  EXPECT_EQ(Hex(kGpa), Hex(out.r8));
   expect_nothing_held(0);
 }
 
@@ -286,7 +281,7 @@ TEST_F(ZeroStepTest, ArmedFilterIsBusySeptTreeWhenTheTreeIsHeld) {
   on_yield_once("sept-tree-locked", [&] { inner = call(Leaf::VP_ENTER, tdvpr(0)); });
   EXPECT_STATUS(raw(Status::EPT_ENTRY_STATE_INCORRECT, Operand::RCX), block(kGpa, 0));
   EXPECT_STATUS(raw(Status::OPERAND_BUSY, Operand::SEPT_TREE), inner.rax);
-  EXPECT_EQ(hexs(0x8000020000000092ull), hexs(inner.rax));
+  EXPECT_EQ(Hex(0x8000020000000092ull), Hex(inner.rax));
   expect_nothing_held(0);
   EXPECT_EQ(1u, vcpu(0).epf_gpas.size());
 }
