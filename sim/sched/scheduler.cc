@@ -158,15 +158,16 @@ Scheduler::Actor* Scheduler::round_robin(Actor* from) {
 }
 
 Scheduler::Actor* Scheduler::pick_other(Actor* from) {
-  std::vector<Actor*> ready;
+  Actor* ready_buf[kMaxActors];
+  size_t n_ready = 0;
   for (auto& a : actors_)
-    if (a.get() != from && runnable(a.get())) ready.push_back(a.get());
-  if (ready.empty()) return nullptr;
+    if (a.get() != from && runnable(a.get())) ready_buf[n_ready++] = a.get();
+  if (!n_ready) return nullptr;
   switch (s_.kind) {
     case Schedule::kRandom:
-      return ready[rand() % ready.size()];
+      return ready_buf[rand() % n_ready];
     case Schedule::kPct:
-      return *std::max_element(ready.begin(), ready.end(),
+      return *std::max_element(ready_buf, ready_buf + n_ready,
                                [](Actor* x, Actor* y) { return x->priority < y->priority; });
     default: {
       // Round robin in declaration order, starting after `from`.
@@ -191,10 +192,11 @@ Scheduler::Actor* Scheduler::pick_at_yield(const char* where, uint32_t nth) {
         }
       return cur_;
     case Schedule::kRandom: {
-      std::vector<Actor*> ready;
+      Actor* ready_buf[kMaxActors];
+      size_t n_ready = 0;
       for (auto& a : actors_)
-        if (runnable(a.get())) ready.push_back(a.get());
-      return ready[rand() % ready.size()];
+        if (runnable(a.get())) ready_buf[n_ready++] = a.get();
+      return ready_buf[rand() % n_ready];
     }
     case Schedule::kPct: {
       while (!change_points_.empty() && change_points_.front() <= decisions_) {
@@ -216,12 +218,13 @@ void Scheduler::yield(const char* where) {
   if (++decisions_ > step_limit_)
     abort_run("no progress: " + std::to_string(step_limit_) +
               " scheduling decisions without finishing");
-  const uint32_t nth = ++cur_->counts[where];
+  // Occurrence counts matter only to switch rules.
+  const uint32_t nth = s_.kind == Schedule::kRules ? ++cur_->counts[where] : 0;
   Actor* next = pick_at_yield(where, nth);
   if (next == cur_) return;
   if (on_switch)
-    on_switch(actor_name(cur_->id) + " @ " + where + ":" + std::to_string(nth) + " -> " +
-              actor_name(next->id));
+    on_switch(actor_name(cur_->id) + " @ " + where +
+              (nth ? ":" + std::to_string(nth) : std::string()) + " -> " + actor_name(next->id));
   go_home(next);
 }
 
@@ -230,15 +233,16 @@ void Scheduler::spin(const char* where) {
   if (++decisions_ > step_limit_)
     abort_run("no progress: " + std::to_string(step_limit_) +
               " scheduling decisions without finishing");
-  const uint32_t nth = ++cur_->counts[where];
+  // Occurrence counts matter only to switch rules.
+  const uint32_t nth = s_.kind == Schedule::kRules ? ++cur_->counts[where] : 0;
   // Fairness: the next runnable actor in declaration order, whatever the strategy (PCT would
   // otherwise starve the low-priority actor the spinner waits for). Rules still apply.
   Actor* next = s_.kind == Schedule::kRules ? pick_at_yield(where, nth) : nullptr;
   if (!next || next == cur_) next = round_robin(cur_);
   if (!next || next == cur_) return;
   if (on_switch)
-    on_switch(actor_name(cur_->id) + " spins @ " + where + ":" + std::to_string(nth) + " -> " +
-              actor_name(next->id));
+    on_switch(actor_name(cur_->id) + " spins @ " + where +
+              (nth ? ":" + std::to_string(nth) : std::string()) + " -> " + actor_name(next->id));
   go_home(next);
 }
 

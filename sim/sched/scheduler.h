@@ -79,7 +79,8 @@ class Scheduler : public Env {
     bool done = false;
     const std::function<bool()>* waiting = nullptr;
     const char* what = "";
-    std::unordered_map<std::string, uint32_t> counts;
+    // Occurrences per yield point, for switch rules (keys are the points' string literals).
+    std::unordered_map<std::string_view, uint32_t> counts;
     int64_t priority = 0;
     uint64_t last_run = 0;
   };
@@ -91,6 +92,7 @@ class Scheduler : public Env {
   void abort_run(std::string why);
   uint64_t rand();
 
+  static constexpr size_t kMaxActors = 12;  // 8 vCPUs and 4 host threads
   struct Cancelled {};  // thrown inside an actor to unwind it when a run stops early
   bool cancelling_ = false;
   Schedule s_;
