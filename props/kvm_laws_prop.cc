@@ -30,6 +30,7 @@
 #include <utility>
 #include <vector>
 
+#include "props/stats.h"
 #include "sim/sched/env.h"
 #include "sim/sched/scheduler.h"
 #include "sim/trace/exec.h"
@@ -315,21 +316,6 @@ struct Model {
 struct Sut {
   Trace t = base_trace(kMem);
 };
-
-// PROPS_STATS=1 (stateful test): print how often each operation was appended, and the trace
-// length at each replay (coverage check).
-struct Stats {
-  std::map<std::string, uint64_t> n;
-  bool on = std::getenv("PROPS_STATS") != nullptr;
-  ~Stats() {
-    for (auto& [k, v] : n)
-      std::printf("%10llu  %s\n", static_cast<unsigned long long>(v), k.c_str());
-  }
-};
-Stats& stats() {
-  static Stats s;
-  return s;
-}
 
 using Cmd = rc::state::Command<Model, Sut>;
 

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "props/sept_model.h"
+#include "props/stats.h"
 #include "sim/host/pages.h"
 #include "sim/tdx/module.h"
 
@@ -124,20 +125,6 @@ rc::Gen<Tgt> gen_tgt(std::vector<int> levels) {
                           return Tgt{0, p.first * 512 + p.second};
                         });
   });
-}
-
-// PROPS_STATS=1: print how often each command produced each result (coverage check).
-struct Stats {
-  std::map<std::string, uint64_t> n;
-  bool on = std::getenv("PROPS_STATS") != nullptr;
-  ~Stats() {
-    for (auto& [k, v] : n)
-      std::printf("%10llu  %s\n", static_cast<unsigned long long>(v), k.c_str());
-  }
-};
-Stats& stats() {
-  static Stats s;
-  return s;
 }
 
 // Compares one result and then the observable state.
