@@ -10,6 +10,7 @@
 #include "sim/kvm/kvm.h"
 #include "sim/sched/scheduler.h"
 #include "sim/tdx/module.h"
+#include "sim/trace/decode.h"
 #include "sim/trace/exec.h"
 #include "sim/trace/trace.h"
 
@@ -27,6 +28,14 @@ constexpr const char* kUsage =
     "                        property failed (the report names the line); 2: a file could\n"
     "                        not be read or parsed (FILE:LINE:COLUMN; nothing is run).\n"
     "                        -v prints every step and every SEAMCALL with decoded status.\n"
+    "  decode [--target kvm|module] FILE...\n"
+    "                        print the text trace that fuzzer input bytes decode to (every\n"
+    "                        byte string is a trace; the fuzz targets kvm_ops and module_ops\n"
+    "                        run exactly this). Default target: kvm.\n"
+    "  encode [-o OUT] TRACE write bytes that decode to the text TRACE (seed corpora); what\n"
+    "                        the byte format cannot hold (expectations, `expect` lines, bug\n"
+    "                        and inject options) is listed on stderr and left out. Without\n"
+    "                        -o the bytes go to stdout.\n"
     "  ops                   list the trace operations\n"
     "  options               list the sim options (`option NAME=VALUE` in a trace)\n"
     "  points                list the yield points `schedule WHO:POINT -> ACTOR` can name\n"
@@ -108,6 +117,116 @@ int replay(int argc, char** argv) {
   return failed ? 1 : 0;
 }
 
+int decode(int argc, char** argv) {
+  trace::Target target = trace::Target::kKvm;
+  std::vector<std::string> files;
+  for (int i = 0; i < argc; i++) {
+    const std::string a = argv[i];
+    if (a == "--target" || a == "-t") {
+      const std::string v = i + 1 < argc ? argv[++i] : "";
+      if (v == "kvm" || v == "kvm_ops")
+        target = trace::Target::kKvm;
+      else if (v == "module" || v == "module_ops")
+        target = trace::Target::kModule;
+      else {
+        std::fprintf(stderr, "tdxfuzz decode: --target takes kvm or module, not `%s`\n", v.c_str());
+        return 2;
+      }
+    } else if (a.size() > 1 && a[0] == '-') {
+      std::fprintf(stderr, "tdxfuzz decode: unknown option %s\n%s", a.c_str(), kUsage);
+      return 2;
+    } else {
+      files.push_back(a);
+    }
+  }
+  if (files.empty()) {
+    std::fprintf(stderr, "tdxfuzz decode: no input files given\n");
+    return 2;
+  }
+  int status = 0;
+  for (auto& f : files) {
+    std::string bytes;
+    if (!read_file(f, &bytes)) {
+      std::fprintf(stderr, "%s: cannot read: %s\n", f.c_str(), std::strerror(errno));
+      status = 2;
+      continue;
+    }
+    const trace::Trace t =
+        trace::decode(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), target);
+    if (files.size() > 1) std::cout << "# " << f << "\n";
+    std::cout << "# decoded from " << bytes.size() << " bytes (byte format "
+              << trace::kByteFormatVersion << ")\n"
+              << trace::print(t);
+  }
+  return status;
+}
+
+int encode(int argc, char** argv) {
+  std::string in, out;
+  for (int i = 0; i < argc; i++) {
+    const std::string a = argv[i];
+    if (a == "-o") {
+      if (i + 1 == argc) {
+        std::fprintf(stderr, "tdxfuzz encode: -o needs a file name\n");
+        return 2;
+      }
+      out = argv[++i];
+    } else if (a.size() > 1 && a[0] == '-') {
+      std::fprintf(stderr, "tdxfuzz encode: unknown option %s\n%s", a.c_str(), kUsage);
+      return 2;
+    } else if (in.empty()) {
+      in = a;
+    } else {
+      std::fprintf(stderr, "tdxfuzz encode: one trace at a time\n");
+      return 2;
+    }
+  }
+  if (in.empty()) {
+    std::fprintf(stderr, "tdxfuzz encode: no trace file given\n");
+    return 2;
+  }
+  std::string text;
+  if (!read_file(in, &text)) {
+    std::fprintf(stderr, "%s: cannot read: %s\n", in.c_str(), std::strerror(errno));
+    return 2;
+  }
+  trace::ParseError err;
+  auto t = trace::parse(text, &err);
+  if (!t) {
+    std::fprintf(stderr, "%s:%d:%d: %s\n", in.c_str(), err.line, err.column, err.message.c_str());
+    return 2;
+  }
+  const trace::Encoded e = trace::encode(*t);
+  if (!e.ok()) {
+    std::fprintf(stderr, "%s: cannot encode: %s\n", in.c_str(), e.error.c_str());
+    return 2;
+  }
+  for (auto& d : e.dropped) std::fprintf(stderr, "%s: left out: %s\n", in.c_str(), d.c_str());
+  if (out.empty()) {
+    std::cout.write(reinterpret_cast<const char*>(e.bytes.data()),
+                    static_cast<std::streamsize>(e.bytes.size()));
+    return std::cout ? 0 : 2;
+  }
+  // Write whole or not at all: a half-written seed would decode to a different trace.
+  const std::string tmp = out + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f.write(reinterpret_cast<const char*>(e.bytes.data()),
+            static_cast<std::streamsize>(e.bytes.size()));
+    if (!f.flush()) {
+      std::fprintf(stderr, "%s: cannot write: %s\n", tmp.c_str(), std::strerror(errno));
+      std::remove(tmp.c_str());
+      return 2;
+    }
+  }
+  if (std::rename(tmp.c_str(), out.c_str()) != 0) {
+    std::fprintf(stderr, "%s: cannot write: %s\n", out.c_str(), std::strerror(errno));
+    std::remove(tmp.c_str());
+    return 2;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -121,6 +240,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "replay") return replay(argc - 2, argv + 2);
+  if (cmd == "decode") return decode(argc - 2, argv + 2);
+  if (cmd == "encode") return encode(argc - 2, argv + 2);
   if (cmd == "ops") {
     std::cout << trace::ops_help();
     return 0;
