@@ -32,11 +32,10 @@ inline void report_and_abort(const trace::Trace& t, const trace::RunResult& r) {
   out += "==tdxfuzz== site: " + f.violation.site + "\n";
   out += "==tdxfuzz== " + f.violation.detail + "\n";
   out += "==tdxfuzz== signature: " + f.violation.signature() + "\n";
-  out += "==tdxfuzz== at statement " + std::to_string(f.step + 1) + " of " +
-         std::to_string(t.stmts.size()) +
-         (f.step < t.stmts.size() ? ": " + trace::print_stmt(t.stmts[f.step])
-                                  : std::string(" (the implicit teardown)")) +
-         "\n";
+  out += f.step < t.stmts.size()
+             ? "==tdxfuzz== at statement " + std::to_string(f.step + 1) + " of " +
+                   std::to_string(t.stmts.size()) + ": " + trace::print_stmt(t.stmts[f.step]) + "\n"
+             : "==tdxfuzz== at the implicit teardown\n";
   out += "==tdxfuzz== decoded trace (save as FILE.tdx; `tdxfuzz replay FILE.tdx`):\n";
   out += trace::print(t);
   std::fputs(out.c_str(), stderr);

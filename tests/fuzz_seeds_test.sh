@@ -11,6 +11,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0
 "$src/scripts/seeds" "$build/tdxfuzz" "$tmp" || exit 1
+"$src/scripts/gen-dicts" "$build/tdxfuzz" --check || fail=1
 run() {  # target dir
   if [ "$libfuzzer" = ON ]; then "$build/$1" -runs=0 "$2"; else "$build/$1" "$2"; fi
 }

@@ -167,6 +167,19 @@ void Kvm::lockdep_assert(LockNeed need, const char* function) {
                                                   : "read or write")});
 }
 
+void Kvm::slots_lock() {
+  auto free = [&] { return !slots_locked_.load(std::memory_order_relaxed); };
+  if (!env_->block_until("kvm->slots_lock", free,
+                         [&] { slots_locked_.store(true, std::memory_order_relaxed); })) {
+    add_violation(
+        {"liveness", "slots_lock", "mutex_lock(&kvm->slots_lock) while it is held: deadlock"});
+    slots_locked_ = true;
+  }
+}
+void Kvm::slots_unlock() {
+  slots_locked_ = false;
+  env_->notify();
+}
 void Kvm::mmu_write_lock() {
   yield("mmu_lock-write");
   const int me = env_->actor() + 1;

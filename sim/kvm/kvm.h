@@ -265,6 +265,11 @@ class Kvm : public tdx::Hooks {
   }
 
   // kvm.cc — locks, attributes, lpage_info, guest_memfd.
+  // mutex_lock(&kvm->slots_lock), which also stands for kvm->lock: KVM_TDX_INIT_MEM_REGION,
+  // KVM_TDX_FINALIZE_VM and KVM_SET_MEMORY_ATTRIBUTES hold both, so they never overlap
+  // (kvm-tdx.md §1 locks). Interleaved actors wait for it like for mmu_lock.
+  void slots_lock();
+  void slots_unlock();
   void mmu_write_lock();
   void mmu_write_unlock();
   void mmu_read_lock();

@@ -11,22 +11,25 @@ using tdx::Status;
 // in nr_premapped), then TDH.MEM.PAGE.ADD from a source page.
 int Kvm::tdx_init_mem_region(uint64_t gfn) {
   if (vm_dead_) return -kEIO;
-  if (state_ == TdState::RUNNABLE) return -kEINVAL;
-  if (gfn >= nr_gfns_ || !attr_private_[gfn]) return -kEINVAL;
-  slots_locked_ = true;
+  if (gfn >= nr_gfns_) return -kEINVAL;
+  slots_lock();  // the state checks hold under it (kvm->lock in the kernel)
+  if (state_ == TdState::RUNNABLE || !attr_private_[gfn]) {
+    slots_unlock();
+    return -kEINVAL;
+  }
   int r = RET_PF_RETRY;
   for (uint64_t tries = 0; r == RET_PF_RETRY && tries <= opts_.local_retry_limit; tries++) {
     r = kvm_mmu_do_page_fault(0, gfn, kPg4K);
     if (r == RET_PF_RETRY) env_->spin("fault-retry");
   }
   if (r < 0 || r == RET_PF_RETRY) {
-    slots_locked_ = false;
+    slots_unlock();
     return r < 0 ? r : -kEINTR;
   }
   const uint64_t pfn = gmem_pfn(gfn);
   uint64_t src;
   if (!host_.alloc(0, host::Use::kHost, &src)) {
-    slots_locked_ = false;
+    slots_unlock();
     return -kENOMEM;
   }
   host_.content(src) = 0x5eed000000000000ull | gfn;
@@ -36,7 +39,7 @@ int Kvm::tdx_init_mem_region(uint64_t gfn) {
   if (handed) host_.transfer(pfn, 0, host::Use::kHost, host::Use::kModule, "TDH.MEM.PAGE.ADD page");
   tdx::Regs a = seamcall(Leaf::MEM_PAGE_ADD, gfn << 12, tdr_, pfn << 12, src << 12);
   host_.free(src, 0);
-  slots_locked_ = false;
+  slots_unlock();
   if (a.rax) {
     if (handed)
       host_.transfer(pfn, 0, host::Use::kModule, host::Use::kHost, "TDH.MEM.PAGE.ADD failed");
@@ -49,15 +52,23 @@ int Kvm::tdx_init_mem_region(uint64_t gfn) {
 
 int Kvm::tdx_td_finalize() {
   if (vm_dead_) return -kEIO;
-  if (!hkid_assigned_ || state_ == TdState::RUNNABLE) return -kEINVAL;
-  if (nr_premapped_ != 0) return -kEINVAL;
+  slots_lock();
+  if (!hkid_assigned_ || state_ == TdState::RUNNABLE || nr_premapped_ != 0) {
+    slots_unlock();
+    return -kEINVAL;
+  }
   tdx::Regs r = seamcall(Leaf::MR_FINALIZE, tdr_);
-  if (tdx::is_busy(r.rax)) return -kEBUSY;
-  if (KVM_BUG_ON(r.rax != 0, "tdx_td_finalize", "TDH.MR.FINALIZE failed", r.rax, true))
-    return -kEIO;
-  state_ = TdState::RUNNABLE;
-  pre_fault_allowed_ = true;
-  return 0;
+  int ret = 0;
+  if (tdx::is_busy(r.rax)) {
+    ret = -kEBUSY;
+  } else if (KVM_BUG_ON(r.rax != 0, "tdx_td_finalize", "TDH.MR.FINALIZE failed", r.rax, true)) {
+    ret = -kEIO;
+  } else {
+    state_ = TdState::RUNNABLE;
+    pre_fault_allowed_ = true;
+  }
+  slots_unlock();
+  return ret;
 }
 
 // KVM_PRE_FAULT_MEMORY at `gfn`, mapping at most `max_level`. A GFN that a leaf already maps
@@ -116,7 +127,7 @@ int Kvm::kvm_vm_set_mem_attributes(uint64_t gfn, uint64_t count, bool to_private
   if (vm_dead_) return -kEIO;
   if (gfn >= nr_gfns_ || count == 0 || count > nr_gfns_ - gfn) return -kEINVAL;
   const uint64_t end = gfn + count;
-  slots_locked_ = true;
+  slots_lock();
   mmu_write_lock();  // kvm_handle_gfn_range: the range is invalidated while it changes
   kvm_mmu_invalidate_begin(gfn, end);
   int r = 0;
@@ -132,7 +143,7 @@ int Kvm::kvm_vm_set_mem_attributes(uint64_t gfn, uint64_t count, bool to_private
   }
   kvm_mmu_invalidate_end();
   mmu_write_unlock();
-  slots_locked_ = false;
+  slots_unlock();
   return r < 0 ? r : 0;
 }
 

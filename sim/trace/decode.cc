@@ -46,14 +46,18 @@ constexpr uint64_t kCountTable[8] = {1, 512, 2, 511, 513, 16, 1024, 3};
 constexpr uint64_t kSharedBit = 1ull << 47;    // GPA width 48 (TRACE_FORMAT.md)
 constexpr uint64_t kBeyondWidth = 1ull << 48;  // a GPA bit the TD does not have
 
-bool is_vcpu_op(Op op) { return op_info(op).args.size() && op_info(op).args[0] == 'v'; }
+bool is_vcpu_op(Op op) {
+  return op_info(op).args.size() && op_info(op).args[0] == 'v';
+}
 
 std::span<const Flag> flags(Target t) {
   if (t == Target::kKvm) return kKvmFlags;
   return kModuleFlags;
 }
 
-int actor_count(int vcpus) { return vcpus + 4; }
+int actor_count(int vcpus) {
+  return vcpus + 4;
+}
 int actor_id(int index, int vcpus) {
   return index < vcpus ? index : sched::kHostBase + (index - vcpus);
 }
@@ -83,13 +87,27 @@ struct State {
     const uint64_t in2m = base & 511;
     uint64_t g = base;
     switch ((b >> 3) & 7) {
-      case 1: g = base + 1; break;
-      case 2: g = base + memory - 1; break;
-      case 3: g = base + 2; break;
-      case 4: g = base + (511 - in2m); break;  // the last GFN of its 2M region
-      case 5: g = base - in2m; break;         // the first
-      case 6: g = base + 512; break;
-      case 7: g = base + memory - 512; break;
+      case 1:
+        g = base + 1;
+        break;
+      case 2:
+        g = base + memory - 1;
+        break;
+      case 3:
+        g = base + 2;
+        break;
+      case 4:
+        g = base + (511 - in2m);
+        break;  // the last GFN of its 2M region
+      case 5:
+        g = base - in2m;
+        break;  // the first
+      case 6:
+        g = base + 512;
+        break;
+      case 7:
+        g = base + memory - 512;
+        break;
     }
     return g % memory;
   }
@@ -149,7 +167,7 @@ Trace decode(const uint8_t* data, size_t size, Target target) {
     switch ((config >> 5) & 3) {
       case 1: {
         s.kind = sched::Schedule::kRules;
-        const int n = in.next() & 7;
+        const int n = 1 + (in.next() & 7);  // at least one: no rules would print as sequential
         for (int i = 0; i < n; i++) {
           sched::SwitchRule r;
           r.who = actor_id(in.next() % actor_count(t.vcpus), t.vcpus);
@@ -349,8 +367,7 @@ struct Encoder {
           uint8_t spare = 0;
           uint64_t g = v;
           if (g & kSharedBit) spare = 7, g &= ~kSharedBit;
-          if (g == (g & (kBeyondWidth | 0x1fffff)) && (g & kBeyondWidth) && !spare)
-            spare = 5, g &= ~kBeyondWidth;
+          if ((g & kBeyondWidth) && !spare) spare = 5, g &= ~kBeyondWidth;
           if ((g & 0xfff) == 0x800 && !spare) spare = 6, g &= ~0xfffull;
           if (g & 0xfff)
             return fail(where(s) + "GPA " + std::to_string(v) + " does not fit the byte format");
@@ -451,11 +468,11 @@ Encoded encode(const Trace& t) {
   e.put(opt);
 
   if (kind == 1) {
-    if (s.rules.size() > 7) {
-      e.fail("more than 7 switch rules");
+    if (s.rules.size() > 8) {
+      e.fail("more than 8 switch rules");
       return e.out;
     }
-    e.put(static_cast<uint8_t>(s.rules.size()));
+    e.put(static_cast<uint8_t>(s.rules.size() - 1));
     for (auto& r : s.rules) {
       const auto p = std::find(std::begin(kPointNames), std::end(kPointNames), r.where);
       if (r.nth < 1 || r.nth > 8) {
@@ -502,7 +519,8 @@ Encoded encode(const Trace& t) {
     return e.out;
   }
   std::vector<uint8_t> start(ops.size());
-  for (size_t k = 0, sum = 0; k < ops.size(); sum += weight[k++]) start[k] = static_cast<uint8_t>(sum);
+  for (size_t k = 0, sum = 0; k < ops.size(); sum += weight[k++])
+    start[k] = static_cast<uint8_t>(sum);
   for (uint8_t w : weight) e.put(w);
 
   for (const Stmt* st : kept) {
