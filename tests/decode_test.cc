@@ -168,7 +168,8 @@ TEST(Decode, ReplayOfDecodedTextEqualsRunningTheBytes) {
     trace::RunOptions o;
     o.full_checks_every_step = true;
     trace::KvmRunConfig cfg;
-    cfg.bugs = kvm::bug_bit(kvm::Bug::whole_2m_zap) | kvm::bug_bit(kvm::Bug::skip_track_before_demote);
+    cfg.bugs =
+        kvm::bug_bit(kvm::Bug::whole_2m_zap) | kvm::bug_bit(kvm::Bug::skip_track_before_demote);
     const trace::RunResult a = trace::run_kvm(t, o, cfg), b = trace::run_kvm(*text, o, cfg);
     ASSERT_EQ(a.ok(), b.ok());
     ASSERT_EQ(a.steps, b.steps);

@@ -1,4 +1,5 @@
 // The tdxfuzz command: replay text traces against the simulated stack.
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -36,6 +37,11 @@ constexpr const char* kUsage =
     "                        the byte format cannot hold (expectations, `expect` lines, bug\n"
     "                        and inject options) is listed on stderr and left out. Without\n"
     "                        -o the bytes go to stdout.\n"
+    "  minimize [-o OUT] FILE\n"
+    "                        shrink a failing text trace to a short one with the same\n"
+    "                        failure (property and site): statements, schedule rules,\n"
+    "                        options and expectations are dropped while it still fails.\n"
+    "                        Prints the result (or writes OUT); exit 1 if FILE passes.\n"
     "  ops                   list the trace operations\n"
     "  options               list the sim options (`option NAME=VALUE` in a trace)\n"
     "  points                list the yield points `schedule WHO:POINT -> ACTOR` can name\n"
@@ -227,6 +233,100 @@ int encode(int argc, char** argv) {
   return 0;
 }
 
+// The failure a minimized trace must keep: a property by its signature, else an expectation
+// on the statement's text.
+std::string failure_key(const trace::Trace& t, const trace::RunResult& r) {
+  if (r.ok()) return "";
+  if (r.failure.kind == trace::Failure::kProperty) return r.failure.violation.signature();
+  return "expectation " + (r.failure.step < t.stmts.size()
+                               ? std::string(trace::op_info(t.stmts[r.failure.step].op).name)
+                               : std::string("teardown"));
+}
+
+int minimize(int argc, char** argv) {
+  std::string in, out;
+  for (int i = 0; i < argc; i++) {
+    const std::string a = argv[i];
+    if (a == "-o" && i + 1 < argc)
+      out = argv[++i];
+    else if (a.size() > 1 && a[0] == '-') {
+      std::fprintf(stderr, "tdxfuzz minimize: unknown option %s\n%s", a.c_str(), kUsage);
+      return 2;
+    } else
+      in = a;
+  }
+  std::string text;
+  if (in.empty() || !read_file(in, &text)) {
+    std::fprintf(stderr, "tdxfuzz minimize: cannot read `%s`\n", in.c_str());
+    return 2;
+  }
+  trace::ParseError err;
+  auto parsed = trace::parse(text, &err);
+  if (!parsed) {
+    std::fprintf(stderr, "%s:%d:%d: %s\n", in.c_str(), err.line, err.column, err.message.c_str());
+    return 2;
+  }
+  trace::Trace best = *parsed;
+  const std::string key = failure_key(best, trace::run(best));
+  if (key.empty()) {
+    std::fprintf(stderr, "%s passes: nothing to minimize\n", in.c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "minimizing %s: keeps failing with `%s`\n", in.c_str(), key.c_str());
+  auto still_fails = [&](const trace::Trace& t) { return failure_key(t, trace::run(t)) == key; };
+  // Delta debugging over a list: drop chunks, halving the chunk size when nothing can go.
+  auto shrink = [&](auto get, auto set) {
+    for (size_t chunk = std::max<size_t>(get(best).size() / 2, 1); chunk >= 1; chunk /= 2) {
+      for (size_t at = 0; at < get(best).size();) {
+        trace::Trace cand = best;
+        auto v = get(cand);
+        v.erase(v.begin() + at, v.begin() + std::min(v.size(), at + chunk));
+        set(cand, v);
+        if (still_fails(cand))
+          best = cand;
+        else
+          at += chunk;
+      }
+      if (chunk == 1) break;
+    }
+  };
+  for (int round = 0; round < 3; round++) {
+    const size_t before = best.stmts.size() + best.schedule.rules.size() + best.options.size();
+    shrink([](const trace::Trace& t) { return t.stmts; },
+           [](trace::Trace& t, const std::vector<trace::Stmt>& v) { t.stmts = v; });
+    shrink([](const trace::Trace& t) { return t.schedule.rules; },
+           [](trace::Trace& t, const std::vector<sched::SwitchRule>& v) { t.schedule.rules = v; });
+    shrink([](const trace::Trace& t) { return t.options; },
+           [](trace::Trace& t, const auto& v) { t.options = v; });
+    if (best.stmts.size() + best.schedule.rules.size() + best.options.size() == before) break;
+  }
+  // Simplify what is left: no actor prefixes, no expectations, fewer vCPUs, a plain schedule.
+  for (size_t i = 0; i < best.stmts.size(); i++) {
+    trace::Trace cand = best;
+    cand.stmts[i].expect = {};
+    if (failure_key(cand, trace::run(cand)) == key) best = cand;
+  }
+  if (best.schedule.kind == sched::Schedule::kRules && best.schedule.rules.empty()) {
+    trace::Trace cand = best;
+    cand.schedule = {};
+    if (still_fails(cand)) best = cand;
+  }
+  const std::string result =
+      "# minimized by tdxfuzz from " + in + ": fails with `" + key + "`\n" + trace::print(best);
+  if (out.empty()) {
+    std::cout << result;
+  } else {
+    std::ofstream f(out);
+    f << result;
+    if (!f.flush()) {
+      std::fprintf(stderr, "%s: cannot write\n", out.c_str());
+      return 2;
+    }
+  }
+  std::fprintf(stderr, "minimized to %zu statements\n", best.stmts.size());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -241,6 +341,7 @@ int main(int argc, char** argv) {
   }
   if (cmd == "replay") return replay(argc - 2, argv + 2);
   if (cmd == "decode") return decode(argc - 2, argv + 2);
+  if (cmd == "minimize") return minimize(argc - 2, argv + 2);
   if (cmd == "encode") return encode(argc - 2, argv + 2);
   if (cmd == "ops") {
     std::cout << trace::ops_help();

@@ -209,7 +209,9 @@ class Kvm : public tdx::Hooks {
   // One private fault at gfn: the PFN from guest_memfd (before mmu_lock, under its
   // invalidate lock), then kvm_tdp_mmu_map under the read lock unless an invalidation made
   // the fault stale. Returns RET_PF_* or a negative errno.
-  int kvm_mmu_do_page_fault(int v, uint64_t gfn, int max_level);
+  // leave_mapped: the harness's level cap of `map` (KVM_PRE_FAULT_MEMORY has none): a huge
+  // leaf above the goal found under the lock counts as mapped instead of being split.
+  int kvm_mmu_do_page_fault(int v, uint64_t gfn, int max_level, bool leave_mapped = false);
   bool is_page_fault_stale(uint64_t gfn, uint64_t mmu_seq) const;
   void kvm_mmu_invalidate_begin(uint64_t start, uint64_t end);
   void kvm_mmu_invalidate_end();
@@ -217,7 +219,7 @@ class Kvm : public tdx::Hooks {
   void filemap_invalidate_unlock(bool exclusive);
 
   // tdp_mmu.cc
-  int kvm_tdp_mmu_map(int v, uint64_t gfn, int max_level);
+  int kvm_tdp_mmu_map(int v, uint64_t gfn, int max_level, bool leave_mapped = false);
   int kvm_mmu_hugepage_adjust(uint64_t gfn, int max_level);
   int tdp_mmu_set_spte_atomic(std::atomic<uint64_t>* sptep, uint64_t gfn, uint64_t old_spte,
                               uint64_t new_spte, int level);

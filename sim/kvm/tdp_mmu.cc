@@ -50,7 +50,7 @@ int Kvm::kvm_mmu_hugepage_adjust(uint64_t gfn, int max_level) {
 }
 
 // kvm_tdp_mmu_map under the read lock (§2.A core step 3).
-int Kvm::kvm_tdp_mmu_map(int v, uint64_t gfn, int goal_level) {
+int Kvm::kvm_tdp_mmu_map(int v, uint64_t gfn, int goal_level, bool leave_mapped) {
   (void)v;
   lockdep_assert(LockNeed::kRead, "kvm_tdp_mmu_map");
   uint64_t index = root_;
@@ -81,6 +81,9 @@ int Kvm::kvm_tdp_mmu_map(int v, uint64_t gfn, int goal_level) {
       index = spte_pfn(spte);
       continue;
     }
+    // A pre-fault whose level cap is the harness's: a huge leaf mapped by someone else since
+    // kvm_pre_fault_memory looked is what a real pre-fault (no cap) would have found.
+    if (leave_mapped && is_leaf(spte, level)) return RET_PF_SPURIOUS;
     // A missing table, or a huge leaf above the goal: a new child page table.
     const uint64_t child = tdp_mmu_alloc_sp(level - 1, base, true);
     if (!child) return -kENOMEM;

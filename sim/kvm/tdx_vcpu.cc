@@ -101,7 +101,7 @@ int Kvm::tdx_check_accept_level(int v, uint64_t gfn, const tdx::EptExit& info) {
   return 0;
 }
 
-int Kvm::kvm_mmu_do_page_fault(int v, uint64_t gfn, int max_level) {
+int Kvm::kvm_mmu_do_page_fault(int v, uint64_t gfn, int max_level, bool leave_mapped) {
   const uint64_t mmu_seq = mmu_invalidate_seq_;
   if (!attr_private_[gfn]) return -kEFAULT;  // private fault on a shared GFN: KVM_EXIT_MEMORY_FAULT
   uint64_t pfn;
@@ -117,7 +117,7 @@ int Kvm::kvm_mmu_do_page_fault(int v, uint64_t gfn, int max_level) {
   // GUEST_INHIBIT set by T1 under the write lock is always seen.
   int r = is_page_fault_stale(gfn, mmu_seq)
               ? RET_PF_RETRY
-              : kvm_tdp_mmu_map(v, gfn, kvm_mmu_hugepage_adjust(gfn, max));
+              : kvm_tdp_mmu_map(v, gfn, kvm_mmu_hugepage_adjust(gfn, max), leave_mapped);
   mmu_read_unlock();
   return r;
 }

@@ -82,7 +82,7 @@ int Kvm::kvm_pre_fault_memory(uint64_t gfn, int max_level) {
   int level;
   if (mirror_leaf(gfn, &spte, &level)) return 0;
   for (uint64_t tries = 0; tries <= opts_.local_retry_limit; tries++) {
-    int r = kvm_mmu_do_page_fault(0, gfn, max_level);
+    int r = kvm_mmu_do_page_fault(0, gfn, max_level, /*leave_mapped=*/true);
     if (r != RET_PF_RETRY) return r < 0 ? r : 0;
     if (vm_dead_) return -kEIO;
     env_->spin("fault-retry");
