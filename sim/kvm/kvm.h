@@ -270,6 +270,7 @@ class Kvm : public tdx::Hooks {
   // mutex_lock(&kvm->slots_lock), which also stands for kvm->lock: KVM_TDX_INIT_MEM_REGION,
   // KVM_TDX_FINALIZE_VM and KVM_SET_MEMORY_ATTRIBUTES hold both, so they never overlap
   // (kvm-tdx.md §1 locks). Interleaved actors wait for it like for mmu_lock.
+  int tdx_gmem_post_populate(uint64_t gfn);  // fault-in at 4K and PAGE.ADD, locks held
   void slots_lock();
   void slots_unlock();
   void mmu_write_lock();

@@ -106,9 +106,12 @@ int Kvm::kvm_mmu_do_page_fault(int v, uint64_t gfn, int max_level, bool leave_ma
   if (!attr_private_[gfn]) return -kEFAULT;  // private fault on a shared GFN: KVM_EXIT_MEMORY_FAULT
   uint64_t pfn;
   int folio_level;
-  filemap_invalidate_lock(false);
+  // kvm_gmem_populate (INIT_MEM_REGION) faults with the invalidate lock already held.
+  const bool held =
+      gmem_invalidate_lock_.writer && gmem_invalidate_lock_.writer_actor == env_->actor() + 1;
+  if (!held) filemap_invalidate_lock(false);
   const bool got = gmem_get_pfn(gfn, &pfn, &folio_level);
-  filemap_invalidate_unlock(false);
+  if (!held) filemap_invalidate_unlock(false);
   if (!got) return -kENOMEM;
   // fault->max_level: the private max-level hook and the folio, before mmu_lock.
   const int max = std::min({max_level, tdx_max_private_level(), folio_level});
@@ -150,15 +153,21 @@ void Kvm::kvm_mmu_invalidate_end() {
 void Kvm::filemap_invalidate_lock(bool exclusive) {
   RwLock& l = gmem_invalidate_lock_;
   auto ready = [&] { return !l.writer && (!exclusive || !l.readers); };
-  if (!env_->block_until("the guest_memfd invalidate lock", ready,
-                         [&] { exclusive ? void(l.writer = true) : void(l.readers++); })) {
+  const int me = env_->actor() + 1;
+  auto take = [&] {
+    if (!exclusive) return void(l.readers++);
+    l.writer = true;
+    l.writer_actor = me;
+  };
+  if (!env_->block_until("the guest_memfd invalidate lock", ready, take)) {
     add_violation(
         {"liveness", "filemap_invalidate_lock", "guest_memfd invalidate lock held: deadlock"});
-    exclusive ? void(l.writer = true) : void(l.readers++);
+    take();
   }
 }
 
 void Kvm::filemap_invalidate_unlock(bool exclusive) {
+  if (exclusive) gmem_invalidate_lock_.writer_actor = -1;
   exclusive ? void(gmem_invalidate_lock_.writer = false) : void(gmem_invalidate_lock_.readers--);
   env_->notify();
 }

@@ -17,19 +17,27 @@ int Kvm::tdx_init_mem_region(uint64_t gfn) {
     slots_unlock();
     return -kEINVAL;
   }
+  // kvm_gmem_populate holds the guest_memfd invalidate lock across the fault and PAGE.ADD,
+  // so a punch hole never zaps a page between them (kvm-tdx.md §2.A').
+  filemap_invalidate_lock(true);
+  const int ret = tdx_gmem_post_populate(gfn);
+  filemap_invalidate_unlock(true);
+  slots_unlock();
+  return ret;
+}
+
+int Kvm::tdx_gmem_post_populate(uint64_t gfn) {
   int r = RET_PF_RETRY;
   for (uint64_t tries = 0; r == RET_PF_RETRY && tries <= opts_.local_retry_limit; tries++) {
     r = kvm_mmu_do_page_fault(0, gfn, kPg4K);
     if (r == RET_PF_RETRY) env_->spin("fault-retry");
   }
   if (r < 0 || r == RET_PF_RETRY) {
-    slots_unlock();
     return r < 0 ? r : -kEINTR;
   }
   const uint64_t pfn = gmem_pfn(gfn);
   uint64_t src;
   if (!host_.alloc(0, host::Use::kHost, &src)) {
-    slots_unlock();
     return -kENOMEM;
   }
   host_.content(src) = 0x5eed000000000000ull | gfn;
@@ -39,7 +47,6 @@ int Kvm::tdx_init_mem_region(uint64_t gfn) {
   if (handed) host_.transfer(pfn, 0, host::Use::kHost, host::Use::kModule, "TDH.MEM.PAGE.ADD page");
   tdx::Regs a = seamcall(Leaf::MEM_PAGE_ADD, gfn << 12, tdr_, pfn << 12, src << 12);
   host_.free(src, 0);
-  slots_unlock();
   if (a.rax) {
     if (handed)
       host_.transfer(pfn, 0, host::Use::kModule, host::Use::kHost, "TDH.MEM.PAGE.ADD failed");
