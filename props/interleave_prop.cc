@@ -291,7 +291,7 @@ using namespace props;
 // Generated multi-actor traces under generated schedules: every property holds.
 RC_GTEST_SCALED_PROP(InterleaveProps, PropertiesHoldUnderSchedules, 1) {
   Trace t = gen_trace(12);
-  t.schedule = *full_size(rc::gen::exec([&t] { return gen_schedule(t); }));
+  t.schedule = *full_size(rc::gen::exec([t] { return gen_schedule(t); }));
   count(t);
   trace::RunOptions opts;
   opts.full_checks_every_step = false;  // what fuzzing does; the end and teardown check all
