@@ -6,7 +6,11 @@
 // (or be unreachable by the walk in both), and TD_EPOCH, REFCOUNT, op state and each vCPU's
 // in-TD flag must agree. A failing case prints the shrunk sequence in the module-trace syntax
 // of TRACE_FORMAT.md (`tdh.mem.page.aug 0x200000 2M`), after the fixed prologue
-// `tdh.mem.sept.add 0x0 512G`, `tdh.mem.sept.add 0x0 1G`.
+// `tdh.mem.sept.add 0x0 512G`, `tdh.mem.sept.add 0x0 1G`; its log also holds the whole module
+// trace (header, prologue, every command with the model's result as `-> RESULT`) between the
+// markers of props/report.h, ready for corpus/regressions/: replaying it fails at the line
+// where the sim disagrees with the model. (SEPT.ADD's RDX ALLOW_EXISTING bit has no trace
+// syntax; such a line carries a comment.) RapidCheck prints the reproduce string at exit.
 //
 // Runs:
 //   ./props                                   default: 1000 sequences (size ramps 0..100)
