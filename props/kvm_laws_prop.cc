@@ -8,9 +8,11 @@
 //   KvmLaws.SharedRoundTrip         shared pages keep values; back to private they read 0
 //   KvmStateful.GuestMemoryModel    random KVM operations against a per-GFN model
 //
-// Every trace property fails with format_failure()'s report (the trace, the failing line
-// marked); the stateful test prints its shrunk command list in trace syntax, after the fixed
-// prologue `vcpus 2`, `memory 2048`, `finalize`.
+// Every trace property fails with format_failure()'s report (the failing line marked) and the
+// whole trace as saveable TRACE_FORMAT text (props/report.h); the stateful test also prints its
+// shrunk command list in trace syntax, and its report holds the trace of the shrunk commands
+// with the prologue `vcpus 2`, `memory 2048`, `finalize`. RapidCheck prints the RC_PARAMS
+// reproduce string at exit.
 //
 // Case counts are a fraction of the configured max_success (module_diff_prop.cc makes that
 // 1000 unless RC_PARAMS sets it), so each property stays under ~10 s in the ASan debug build
@@ -30,6 +32,8 @@
 #include <utility>
 #include <vector>
 
+#include "props/report.h"
+#include "props/scaled.h"
 #include "props/stats.h"
 #include "sim/sched/env.h"
 #include "sim/sched/scheduler.h"
@@ -43,23 +47,6 @@ using trace::Expect;
 using trace::Op;
 using trace::Stmt;
 using trace::Trace;
-
-// Runs `prop` as RC_GTEST_PROP does, with max_success = configured / den (at least 1).
-template <typename Prop>
-void check_scaled(Prop prop, int den) {
-  const auto info = ::testing::UnitTest::GetInstance()->current_test_info();
-  rc::detail::TestMetadata metadata;
-  metadata.id = std::string(info->test_case_name()) + "/" + info->name();
-  metadata.description = info->name();
-  rc::detail::TestParams params = rc::detail::configuration().testParams;
-  params.maxSuccess = std::max(1, params.maxSuccess / den);
-  const auto result = rc::detail::checkTestable(prop, metadata, params);
-  if (!result.template is<rc::detail::SuccessResult>()) {
-    std::ostringstream ss;
-    rc::detail::printResultMessage(result, ss);
-    FAIL() << ss.str() << std::endl;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Statement builders.
@@ -83,13 +70,8 @@ constexpr uint64_t k4K = 0, k2M = 1;
 constexpr uint64_t kShared = 0, kPrivate = 1;
 constexpr uint64_t kAccepted = 1;
 
-// Runs a trace built by a property; fails with the readable report.
 void run_ok(const Trace& t, const trace::RunOptions& opts = {}) {
-  const trace::RunResult r = trace::run(t, opts);
-  if (!r.ok()) {
-    RC_LOG() << trace::format_failure(t, r, "<kvm_laws_prop>") << "\n";
-    RC_FAIL("the trace failed");
-  }
+  props::run_ok(t, "<kvm_laws_prop>", opts);
 }
 
 Trace base_trace(uint64_t memory) {
@@ -492,14 +474,6 @@ struct Read : KvmCmd {
 }  // namespace props
 
 using namespace props;
-
-// RC_GTEST_PROP with a case count of the configured max_success / DIV.
-#define RC_GTEST_SCALED_PROP(Suite, Name, DIV)                       \
-  void rapidCheck_propImpl_##Suite##_##Name();                       \
-  TEST(Suite, Name) {                                                \
-    props::check_scaled(&rapidCheck_propImpl_##Suite##_##Name, DIV); \
-  }                                                                  \
-  void rapidCheck_propImpl_##Suite##_##Name()
 
 // 1. print then parse is the identity (the whole KVM vocabulary, actors, options, schedules).
 RC_GTEST_SCALED_PROP(KvmLaws, PrintParseRoundTrip, 1) {

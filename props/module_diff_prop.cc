@@ -6,7 +6,11 @@
 // (or be unreachable by the walk in both), and TD_EPOCH, REFCOUNT, op state and each vCPU's
 // in-TD flag must agree. A failing case prints the shrunk sequence in the module-trace syntax
 // of TRACE_FORMAT.md (`tdh.mem.page.aug 0x200000 2M`), after the fixed prologue
-// `tdh.mem.sept.add 0x0 512G`, `tdh.mem.sept.add 0x0 1G`.
+// `tdh.mem.sept.add 0x0 512G`, `tdh.mem.sept.add 0x0 1G`; its log also holds the whole module
+// trace (header, prologue, every command with the model's result as `-> RESULT`) between the
+// markers of props/report.h, ready for corpus/regressions/: replaying it fails at the line
+// where the sim disagrees with the model. (SEPT.ADD's RDX ALLOW_EXISTING bit has no trace
+// syntax; such a line carries a comment.) RapidCheck prints the reproduce string at exit.
 //
 // Runs:
 //   ./props                                   default: 1000 sequences (size ramps 0..100)
@@ -28,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "props/report.h"
 #include "props/sept_model.h"
 #include "props/stats.h"
 #include "sim/host/pages.h"
@@ -52,6 +57,7 @@ struct Sut {
   uint64_t tdr = 0;
   int64_t chldcnt_base = 0;  // TDCS, root, vCPU pages: outside the model
   std::array<uint64_t, kRegions> data{};
+  std::vector<std::string> lines;  // the commands so far as module-trace lines, with results
 
   static tdx::Options options() {
     tdx::Options o;
@@ -195,6 +201,38 @@ void compare(const char* what, const Res& want, const Res& got, const Model& mod
   }
 }
 
+// The commands so far as a module trace (TRACE_FORMAT.md), each with the model's result as its
+// `->` expectation, so that `tdxfuzz replay` of the saved text fails where the sim disagrees.
+std::string module_trace(const Sut& sut) {
+  std::string t = std::string(kTraceBegin) + "NAME.tdx) ----\n";
+  t += "# ModuleDiff: the sim disagrees with props/sept_model at the last line\n";
+  t += "target module\nvcpus 2\noption zero_step_mitigation=0\n";
+  t += "tdh.mem.sept.add 0x0 512G -> TDX_SUCCESS\ntdh.mem.sept.add 0x0 1G -> TDX_SUCCESS\n";
+  for (const auto& l : sut.lines) t += l + "\n";
+  return t + kTraceEnd + "\n";
+}
+
+// Records the command's line, then compares; a failure logs the whole trace.
+void compare_logged(const rc::state::Command<Model, Sut>& cmd, const char* what, const Res& want,
+                    const Res& got, const Model& model, Sut& sut) {
+  std::ostringstream os;
+  cmd.show(os);
+  std::string line = os.str(), comment;
+  if (const size_t h = line.find("  #"); h != std::string::npos) {
+    comment = line.substr(h);  // ALLOW_EXISTING: not expressible in a module trace
+    line.resize(h);
+  }
+  std::string res = want.str();
+  if (res.size() > 2 && res.compare(res.size() - 2, 2, "|*") == 0) res.resize(res.size() - 2);
+  sut.lines.push_back(line + " -> " + res + comment);
+  try {
+    compare(what, want, got, model, sut);
+  } catch (...) {
+    RC_LOG() << module_trace(sut);
+    throw;
+  }
+}
+
 static_assert(static_cast<int>(tdx::SeptState::PENDING_BLOCKED) ==
                   static_cast<int>(St::PENDING_BLOCKED) &&
               static_cast<int>(tdx::SeptState::NL_BLOCKED) == static_cast<int>(St::NL_BLOCKED) &&
@@ -310,7 +348,7 @@ struct EntryCmd : Cmd {
     const Res want = model_step(m);
     Res got;
     got.status = sut_step(s);
-    compare(name(), want, got, m, s);
+    compare_logged(*this, name(), want, got, m, s);
   }
   void show(std::ostream& os) const override {
     os << name() << " 0x" << std::hex << t.gpa() << std::dec << " " << level_str(t.level);
@@ -325,7 +363,7 @@ struct Track : Cmd {
     const Res want = m.track();
     Res got;
     got.status = s.call(Leaf::MEM_TRACK, s.tdr);
-    compare("tdh.mem.track", want, got, m, s);
+    compare_logged(*this, "tdh.mem.track", want, got, m, s);
   }
   void show(std::ostream& os) const override { os << "tdh.mem.track"; }
 };
@@ -337,7 +375,7 @@ struct Finalize : Cmd {
     const Res want = m.finalize();
     Res got;
     got.status = s.call(Leaf::MR_FINALIZE, s.tdr);
-    compare("tdh.mr.finalize", want, got, m, s);
+    compare_logged(*this, "tdh.mr.finalize", want, got, m, s);
   }
   void show(std::ostream& os) const override { os << "tdh.mr.finalize"; }
 };
@@ -350,7 +388,7 @@ struct Enter : Cmd {
     const Res want = m.vp_enter(v);
     Res got;
     got.status = s.call(Leaf::VP_ENTER, s.td().vcpus[v].tdvpr);
-    compare("tdh.vp.enter", want, got, m, s);
+    compare_logged(*this, "tdh.vp.enter", want, got, m, s);
   }
   void show(std::ostream& os) const override { os << "tdh.vp.enter " << v; }
 };
@@ -363,7 +401,7 @@ struct Exit : Cmd {
     const Res want = m.td_exit(v);
     Res got;
     if (!s.m.td_exit(s.td().vcpus[v].tdvpr)) got.kind = Res::kNotInTd;
-    compare("td.exit", want, got, m, s);
+    compare_logged(*this, "td.exit", want, got, m, s);
   }
   void show(std::ostream& os) const override { os << "td.exit " << v; }
 };
@@ -390,7 +428,7 @@ struct Accept : Cmd {
       case tdx::AcceptResult::kResumed:
         RC_FAIL("2M ACCEPT interrupted without an interrupt");
     }
-    compare("tdg.mem.page.accept", want, got, m, s);
+    compare_logged(*this, "tdg.mem.page.accept", want, got, m, s);
   }
   void show(std::ostream& os) const override {
     os << "tdg.mem.page.accept " << v << " 0x" << std::hex << t.gpa() << std::dec << " "
