@@ -64,7 +64,16 @@ int Kvm::tdx_td_finalize() {
     slots_unlock();
     return -kEINVAL;
   }
+  // TDH.MR.FINALIZE takes the TDR exclusively (tdx-module.md §3), so a punch hole's BLOCK
+  // (TDR shared) running beside it gets TDX_OPERAND_BUSY that kicking vCPUs cannot cure, and
+  // 6.16's tdx_sept_zap_private_spte then bugs the VM. Found by kvm_ops; the spec does not say
+  // how the kernel excludes it. Our choice: finalize holds mmu_lock for write around the
+  // SEAMCALL, in the spirit of "guard VM state transitions with all the locks" (prior-art
+  // §A.4 #11). The bug-zoo entry finalize_without_mmu_lock restores 6.16 as we read it.
+  const bool exclude = !opts_.has(Bug::finalize_without_mmu_lock);
+  if (exclude) mmu_write_lock();
   tdx::Regs r = seamcall(Leaf::MR_FINALIZE, tdr_);
+  if (exclude) mmu_write_unlock();
   int ret = 0;
   if (tdx::is_busy(r.rax)) {
     ret = -kEBUSY;
