@@ -114,7 +114,7 @@ const std::vector<std::string_view>& kvm_results() {
 rc::Gen<std::pair<std::string, std::string>> gen_option() {
   return rc::gen::exec([] {
     static const std::vector<std::string> flags = {
-        "v2_split_bool_return", "v2_accept_split_early_return",     "sept_ve_disable",
+        "v2_accept_split_early_return",     "sept_ve_disable",
         "adversarial_guest",    "enhanced_demote_interruptibility", "zero_step_mitigation"};
     static const std::vector<std::string> bugs = {
         "ignore_block_busy",   "skip_track_before_demote",  "skip_kick_after_track",
