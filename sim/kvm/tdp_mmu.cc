@@ -261,7 +261,8 @@ bool Kvm::tdp_mmu_zap_leafs(uint64_t start, uint64_t end) {
       mmu_write_lock();
       // Bug zoo (CVE-2021-47094): the restarted iterator is advanced, past the SPTE it stopped
       // at, which is never visited.
-      if (opts_.has(Bug::zap_iter_advance_after_yield)) next_last_level_gfn = gfn + pages_per(level);
+      if (opts_.has(Bug::zap_iter_advance_after_yield))
+        next_last_level_gfn = gfn + pages_per(level);
       continue;
     }
     next_last_level_gfn = gfn + pages_per(level);
