@@ -257,7 +257,11 @@ bool Kvm::tdp_mmu_zap_leafs(uint64_t start, uint64_t end) {
       yielded_gfn = next_last_level_gfn;
       leaves_since_yield = 0;
       flush = false;
-      mmu_write_unlock();  // both yield points: another actor may take the lock here
+      // The lock is queued: an actor waiting for it gets it before this one retakes it (here,
+      // the scheduler lets the waiter go first, as in a retry loop).
+      const bool contended = mmu_lock_.waiters.load() > 0;
+      mmu_write_unlock();
+      if (contended) env_->spin("zap-leaf");
       mmu_write_lock();
       // Bug zoo (CVE-2021-47094): the restarted iterator is advanced, past the SPTE it stopped
       // at, which is never visited.
