@@ -51,6 +51,9 @@ const std::vector<Scenario> kScenarios = {
      Bug::fault_busy_is_fatal,
      {Probe::fault_seamcall_busy, Probe::ept_violation_local_retry}},
     {"faults_race_frozen_spte", Bug::plain_spte_store_read_lock, {Probe::fault_cmpxchg_lost}},
+    {"fault_retry_meets_frozen_spte",
+     Bug::frozen_cleared_by_non_owner,
+     {Probe::fault_cmpxchg_lost, Probe::fault_saw_frozen_spte}},
 };
 
 std::string read_text(const std::string& path) {

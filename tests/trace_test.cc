@@ -233,7 +233,17 @@ TEST(TraceRun, KvmNomemAndIrq) {
       "map 0x602 4K -> ok\n"
       "irq 5\n"
       "accept 0 0x400 2M -> ok\n"
-      "expect mapped 0x400 2M accepted\n");
+      "expect mapped 0x400 2M accepted\n"
+      // T1's split cannot allocate: -ENOMEM to userspace (no endless re-execution of ACCEPT).
+      "map 0x800 2M -> ok\n"
+      "nomem\n"
+      "accept 0 0x801 4K -> ENOMEM\n"
+      "accept 0 0x801 4K -> ok\n"
+      "expect mapped 0x801 4K accepted\n"
+      "map 0xa00 2M -> ok\n"
+      "nomem 200\n"
+      "accept 0 0xa01 4K -> ENOMEM\n"
+      "expect vm alive\n");
   std::ostringstream log;
   RunOptions o;
   o.log = &log;

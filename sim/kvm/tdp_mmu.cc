@@ -131,6 +131,9 @@ int Kvm::set_external_spte_present(std::atomic<uint64_t>* sptep, uint64_t gfn, u
     uint64_t expected = old_spte;
     if (!sptep->compare_exchange_strong(expected, kFrozenSpte, std::memory_order_acq_rel)) {
       sched::hit(sched::Probe::fault_cmpxchg_lost);
+      // Bug zoo: "restore" the SPTE this fault read; only the freezer may leave FROZEN (§5.2).
+      if (opts_.has(Bug::frozen_cleared_by_non_owner) && is_frozen(expected))
+        sptep->store(old_spte, std::memory_order_release);
       return -kEBUSY;
     }
   }

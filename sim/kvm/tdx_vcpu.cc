@@ -179,7 +179,11 @@ int Kvm::tdx_handle_ept_violation(int v, uint64_t gpa, unsigned eeq_type,
   int max_level = kPg2M;
   if (opts_.has(Bug::demote_under_read_lock)) {
     if (info.accept) max_level = std::min<int>(kPg2M, info.requested_level + 1);
-  } else if (tdx_check_accept_level(v, gfn, info)) {
+  } else if (int a = tdx_check_accept_level(v, gfn, info)) {
+    // An error (-ENOMEM from the split) goes to userspace, as v3 does (kvm-tdx.md §2.C C1 T1
+    // step 4): v2's RET_PF_RETRY would have the guest re-execute ACCEPT for as long as the
+    // allocation keeps failing. "Flush needed" (1) is v2's early return (§7.5): retry.
+    if (a < 0) return a;
     return RET_PF_RETRY;
   }
   if (gfn >= nr_gfns_) return -kEFAULT;  // no memslot: KVM_EXIT_MEMORY_FAULT
