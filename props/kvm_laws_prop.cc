@@ -96,8 +96,8 @@ const std::vector<std::string_view>& kvm_results() {
 rc::Gen<std::pair<std::string, std::string>> gen_option() {
   return rc::gen::exec([] {
     static const std::vector<std::string> flags = {
-        "v2_split_bool_return", "v2_accept_split_early_return",     "sept_ve_disable",
-        "adversarial_guest",    "enhanced_demote_interruptibility", "zero_step_mitigation"};
+        "v2_accept_split_early_return", "sept_ve_disable", "adversarial_guest",
+        "enhanced_demote_interruptibility", "zero_step_mitigation"};
     static const std::vector<std::string> bugs = {
         "ignore_block_busy",   "skip_track_before_demote",  "skip_kick_after_track",
         "no_vcpus_retry_off",  "leave_wait_for_sept_zap",   "whole_2m_zap",

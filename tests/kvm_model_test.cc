@@ -31,9 +31,9 @@ struct Stack {
 };
 
 TEST(KvmQuirks, SplitBoolReturnHidesEnomem) {
-  for (uint64_t quirk : {1, 0}) {
+  for (bool quirk : {true, false}) {
     kvm::Options o;
-    o.v2_split_bool_return = quirk;
+    o.bugs = quirk ? kvm::bug_bit(kvm::Bug::v2_split_bool_return) : 0;  // bug zoo, §7.4
     Stack s(o);
     ASSERT_EQ(s.k.tdx_td_finalize(), 0);
     ASSERT_EQ(s.k.kvm_pre_fault_memory(0x200, kvm::kPg2M), 0);

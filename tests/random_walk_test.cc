@@ -30,7 +30,7 @@ std::string random_walk(uint64_t seed, int ops, uint64_t memory) {
     const int v = static_cast<int>(pick(3));
     const uint64_t g = gfn();
     const char* level = pick(3) ? "2M" : "4K";
-    switch (pick(12)) {
+    switch (pick(14)) {
       case 0:
         std::snprintf(line, sizeof line, "map 0x%llx %s\n", (unsigned long long)g, level);
         break;
@@ -65,6 +65,12 @@ std::string random_walk(uint64_t seed, int ops, uint64_t memory) {
       case 8:
         std::snprintf(line, sizeof line, "write %d 0x%llx 0x%llx\n", v, (unsigned long long)g,
                       (unsigned long long)rng());
+        break;
+      case 12:  // the next one or two page-table allocations fail: -ENOMEM, nothing else
+        std::snprintf(line, sizeof line, "nomem %d\n", static_cast<int>(1 + pick(2)));
+        break;
+      case 13:  // a host interrupt: the next 2M ACCEPT stops after a few chunks
+        std::snprintf(line, sizeof line, "irq %d\n", static_cast<int>(pick(8)));
         break;
       default:
         std::snprintf(line, sizeof line, "read %d 0x%llx\n", v, (unsigned long long)g);

@@ -74,6 +74,10 @@ check kvm-wrong-expectation 1 'kvmwrong.tdx:2: expectation failed' -- "$bin" rep
 printf 'finalize\nmap 0x1000 2M\n' >"$tmp/oob.tdx"
 check kvm-gfn-out-of-range 2 'oob.tdx:2:5: GFN 0x1000 is outside guest memory' -- "$bin" replay "$tmp/oob.tdx"
 check options 0 'whole_2m_zap' -- "$bin" options
+check options-zoo 0 'zap_iter_advance_after_yield' -- "$bin" options
+check options-resched 0 'zap_resched_every' -- "$bin" options
+check ops-nomem 0 'nomem \[N\]' -- "$bin" ops
+check ops-irq 0 'irq \[N\]' -- "$bin" ops
 
 echo "$fails failed"
 [ "$fails" -eq 0 ]

@@ -185,6 +185,10 @@ TEST(TraceParse, KvmTraceWithActorsAndScheduleRoundTrips) {
                            "@vcpu1 read 1 0x3ff -> 0xfeed\n"
                            "convert 0x300 2 shared -> ok\n"
                            "@vcpu1 expect mapped 0x3ff 4K accepted\n"
+                           "irq\n"
+                           "irq 3\n"
+                           "nomem\n"
+                           "@host1 nomem 2 -> ok\n"
                            "expect vm alive\n") +
                        sched;
     Trace t = parse_ok(text);
@@ -193,6 +197,60 @@ TEST(TraceParse, KvmTraceWithActorsAndScheduleRoundTrips) {
     EXPECT_EQ(parse_ok(printed), t) << printed;
     EXPECT_EQ(print(parse_ok(printed)), printed);
   }
+}
+
+}  // namespace
+}  // namespace trace
+
+namespace trace {
+namespace {
+
+// An `expect` line in a KVM trace is its own expectation: a state that differs fails the run.
+TEST(TraceRun, KvmExpectLineThatDoesNotHoldFails) {
+  Trace t = parse_ok(
+      "vcpus 1\n"
+      "finalize\n"
+      "map 0x200 2M -> ok\n"
+      "expect mapped 0x200 2M pending\n"
+      "expect mapped 0x200 4K pending\n"
+      "expect vm alive\n");
+  RunResult r = run(t);
+  ASSERT_EQ(r.failure.kind, Failure::kExpectation);
+  EXPECT_EQ(r.failure.line, 5);
+  EXPECT_NE(r.failure.actual.find("mirror leaf 2M"), std::string::npos) << r.failure.actual;
+}
+
+// `nomem` fails the next page-table allocation: a pre-fault gets -ENOMEM, then succeeds.
+// `irq` in a KVM trace: a 2M ACCEPT stops after N more chunks and the guest re-executes it.
+TEST(TraceRun, KvmNomemAndIrq) {
+  Trace t = parse_ok(
+      "vcpus 1\n"
+      "finalize\n"
+      "map 0x400 2M -> ok\n"
+      "nomem 2\n"
+      "map 0x600 4K -> ENOMEM\n"
+      "map 0x601 4K -> ENOMEM\n"
+      "map 0x602 4K -> ok\n"
+      "irq 5\n"
+      "accept 0 0x400 2M -> ok\n"
+      "expect mapped 0x400 2M accepted\n"
+      // T1's split cannot allocate: -ENOMEM to userspace (no endless re-execution of ACCEPT).
+      "map 0x800 2M -> ok\n"
+      "nomem\n"
+      "accept 0 0x801 4K -> ENOMEM\n"
+      "accept 0 0x801 4K -> ok\n"
+      "expect mapped 0x801 4K accepted\n"
+      "map 0xa00 2M -> ok\n"
+      "nomem 200\n"
+      "accept 0 0xa01 4K -> ENOMEM\n"
+      "expect vm alive\n");
+  std::ostringstream log;
+  RunOptions o;
+  o.log = &log;
+  RunResult r = run(t, o);
+  EXPECT_TRUE(r.ok()) << format_failure(t, r, "t");
+  EXPECT_NE(log.str().find("(host interrupt seen by accept)"), std::string::npos) << log.str();
+  EXPECT_NE(log.str().find("interrupted (progress saved; re-executes)"), std::string::npos);
 }
 
 }  // namespace

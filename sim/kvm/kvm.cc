@@ -185,10 +185,13 @@ void Kvm::mmu_write_lock() {
   const int me = env_->actor() + 1;
   auto free = [&] { return !mmu_lock_.writer && !mmu_lock_.readers; };
   if (!free()) sched::hit(sched::Probe::mmu_lock_contended);
+  mmu_lock_.waiters++;
   if (!env_->block_until("kvm->mmu_lock (write)", free, [&] {
+        mmu_lock_.waiters--;
         mmu_lock_.writer = true;
         mmu_lock_.writer_actor = me;
       })) {
+    mmu_lock_.waiters--;
     add_violation(
         {"liveness", "mmu_lock", "write_lock(&kvm->mmu_lock) while it is held: deadlock"});
     mmu_lock_.writer = true;  // go on as the kernel would not: the report ends the run
@@ -206,10 +209,13 @@ void Kvm::mmu_read_lock() {
   const int me = env_->actor() + 1;
   auto free = [&] { return !mmu_lock_.writer; };
   if (!free()) sched::hit(sched::Probe::mmu_lock_contended);
+  mmu_lock_.waiters++;
   if (!env_->block_until("kvm->mmu_lock (read)", free, [&] {
+        mmu_lock_.waiters--;
         mmu_lock_.readers++;
         mmu_lock_.reader_actor[me]++;
       })) {
+    mmu_lock_.waiters--;
     add_violation(
         {"liveness", "mmu_lock", "read_lock(&kvm->mmu_lock) while held for write: deadlock"});
     mmu_lock_.readers++;
@@ -230,8 +236,17 @@ bool Kvm::vcpu_ack_kick(int v) {
 }
 
 // tdx_gmem_private_max_mapping_level, v2 patch 23: 4K until the TD is RUNNABLE, then 2M.
+// Our choice for a module without ENHANCED_DEMOTE_INTERRUPTIBILITY (kvm-tdx.md §7.6, §1.9): v3
+// gates huge pages on the feature, so KVM never maps private memory at 2M there and never
+// needs a DEMOTE, which such a module may refuse with TDX_INTERRUPTED_RESTARTABLE whenever a
+// host interrupt is pending. (Retrying DEMOTE instead was only in v2's dev tree, for testing.)
+// v2 maps 2M anyway: bug zoo `demote_interrupt_fatal`.
 int Kvm::tdx_max_private_level() const {
-  return state_ == TdState::RUNNABLE ? kPg2M : kPg4K;
+  if (state_ != TdState::RUNNABLE) return kPg4K;
+  if (!module_.options().enhanced_demote_interruptibility &&
+      !opts_.has(Bug::demote_interrupt_fatal))
+    return kPg4K;
+  return kPg2M;
 }
 
 // KVM_LPAGE_MIXED_FLAG: the attributes of a 2M range are not uniform.

@@ -77,6 +77,7 @@ enum class TdState : uint8_t { UNINITIALIZED, INITIALIZED, RUNNABLE };
 // Atomic fields: taken and released by actors on different threads in free-running mode.
 struct RwLock {
   std::atomic<int> readers{0};
+  std::atomic<int> waiters{0};  // actors blocked in lock (rwlock_needbreak)
   std::atomic<bool> writer{false};
   std::atomic<int> writer_actor{-1};
   std::array<std::atomic<int>, 24>
@@ -123,6 +124,9 @@ class Kvm : public tdx::Hooks {
   int kvm_gmem_punch_hole(uint64_t gfn, uint64_t count);  // guest_memfd FALLOC_FL_PUNCH_HOLE (T3)
   int kvm_vm_set_mem_attributes(uint64_t gfn, uint64_t count, bool to_private);  // T2
   void kvm_destroy_vm();  // teardown: HKID release, reclaim
+  // The next n (at least one) page-table allocations (tdp_mmu_alloc_sp) fail: the memory
+  // cache top-up fails, and the caller takes its -ENOMEM path (the trace op `nomem`).
+  void fail_next_allocs(uint64_t n) { fail_allocs_ = n ? n : 1; }
 
   // ---- vCPU run loop -----------------------------------------------------------------------
   // KVM_RUN until the vCPU is in guest mode. 0 when in guest; -EIO when the VM is dead.
@@ -232,6 +236,7 @@ class Kvm : public tdx::Hooks {
   void handle_removed_pt(uint64_t sp_index, bool shared);
   void remove_external_spte(uint64_t gfn, uint64_t old_spte, int level);
   bool tdp_mmu_zap_leafs(uint64_t start, uint64_t end);
+  bool tdp_mmu_need_resched(uint64_t leaves_since_yield) const;
   int tdp_mmu_split_huge_pages_root(uint64_t start, uint64_t end, bool only_cross_boundary,
                                     bool shared, bool* flush);
   int tdp_mmu_split_huge_page(std::atomic<uint64_t>* sptep, uint64_t gfn, int level,
@@ -302,6 +307,7 @@ class Kvm : public tdx::Hooks {
   std::atomic<int> mmu_invalidate_in_progress_{0};
   std::atomic<uint64_t> mmu_invalidate_start_{0}, mmu_invalidate_end_{0};
   std::atomic<bool> slots_locked_{false};
+  std::atomic<uint64_t> fail_allocs_{0};  // `nomem`: allocations still to fail
   // Read by faults without mmu_lock (KVM uses an xarray and lpage_info read under RCU/locks).
   std::unique_ptr<std::atomic<uint8_t>[]> attr_private_;  // per GFN: 1 = private (initially all)
   std::unique_ptr<std::atomic<uint32_t>[]> lpage_;        // per 2M range: MIXED / GUEST_INHIBIT

@@ -10,6 +10,10 @@ namespace kvm {
 uint64_t Kvm::tdp_mmu_alloc_sp(int level, uint64_t gfn, bool with_external_spt) {
   uint64_t ext = 0;
   if (with_external_spt) {
+    // `nomem`: the memory cache top-up fails (kvm_mmu_topup_memory_cache in the fault path,
+    // tdp_mmu_alloc_sp_for_split in the split walk; kvm-tdx.md §2.C C0 step 1).
+    for (uint64_t n = fail_allocs_.load(); n;)
+      if (fail_allocs_.compare_exchange_weak(n, n - 1)) return 0;
     uint64_t pfn;
     if (!host_.alloc(0, host::Use::kHost, &pfn)) return 0;  // -ENOMEM for the caller
     ext = pfn << 12;
@@ -130,6 +134,9 @@ int Kvm::set_external_spte_present(std::atomic<uint64_t>* sptep, uint64_t gfn, u
     uint64_t expected = old_spte;
     if (!sptep->compare_exchange_strong(expected, kFrozenSpte, std::memory_order_acq_rel)) {
       sched::hit(sched::Probe::fault_cmpxchg_lost);
+      // Bug zoo: "restore" the SPTE this fault read; only the freezer may leave FROZEN (§5.2).
+      if (opts_.has(Bug::frozen_cleared_by_non_owner) && is_frozen(expected))
+        sptep->store(old_spte, std::memory_order_release);
       return -kEBUSY;
     }
   }
@@ -212,34 +219,67 @@ void Kvm::remove_external_spte(uint64_t gfn, uint64_t old_spte, int level) {
   KVM_BUG_ON(r != 0, "remove_external_spte", "ret");
 }
 
+// need_resched() || rwlock_needbreak(&kvm->mmu_lock), as tdp_mmu_iter_cond_resched asks it.
+// Our model of need_resched: it comes due after `zap_resched_every` zapped leaves (each costs
+// BLOCK, TRACK, a kick and REMOVE, so a long zap does get preempted), which makes a yield with
+// the lock dropped happen deterministically in sequential traces too; rwlock_needbreak: another
+// actor waits for mmu_lock (interleaved and free-running modes).
+bool Kvm::tdp_mmu_need_resched(uint64_t leaves_since_yield) const {
+  if (opts_.zap_resched_every && leaves_since_yield >= opts_.zap_resched_every) return true;
+  return mmu_lock_.waiters.load() > 0;
+}
+
 // tdp_mmu_zap_leafs (§2.B B1): every present leaf overlapping [start, end), at any level; a
-// huge leaf only partly inside is zapped entirely (callers split first).
+// huge leaf only partly inside is zapped entirely (callers split first). can_yield is true for
+// both callers here (kvm_unmap_gfn_range with range->may_block: punch hole, conversion).
+//
+// The walk is kept as the kernel's iterator keeps it: a position, next_last_level_gfn, from
+// which each step walks down from the root to the SPTE covering it (the kernel's pre-order
+// iterator visits the same SPTEs in the same order; only leaves matter here). Before each
+// SPTE, tdp_mmu_iter_cond_resched may drop mmu_lock; the walk then restarts from the root at
+// the same position, so the SPTE it stopped at is read again and visited. It yields only when
+// the walk made progress since the last yield (yielded_gfn), as the kernel does.
 bool Kvm::tdp_mmu_zap_leafs(uint64_t start, uint64_t end) {
   lockdep_assert(LockNeed::kWrite, "tdp_mmu_zap_leafs");
   bool flush = false;
-  struct Frame {
-    uint64_t index;
-    uint64_t i;
-  };
-  std::vector<Frame> stack{{root_, 0}};
-  while (!stack.empty()) {
-    Frame& f = stack.back();
-    KvmMmuPage* p = sps_[f.index].get();
-    if (f.i == 512) {
-      stack.pop_back();
+  uint64_t next_last_level_gfn = start, yielded_gfn = ~0ull, leaves_since_yield = 0;
+  while (next_last_level_gfn < end) {
+    // The SPTE covering the position: the lowest present table's entry.
+    const KvmMmuPage* p = sps_[root_].get();
+    std::atomic<uint64_t>* sptep;
+    uint64_t s;
+    for (;;) {
+      sptep = const_cast<std::atomic<uint64_t>*>(
+          &p->spt[(next_last_level_gfn >> (9 * (p->level - 1))) & 511]);
+      s = sptep->load(std::memory_order_relaxed);
+      if (!is_shadow_present(s) || is_last_spte(s, p->level)) break;
+      p = sps_[spte_pfn(s)].get();
+    }
+    const int level = p->level;
+    const uint64_t gfn = next_last_level_gfn & ~(pages_per(level) - 1);
+    // tdp_mmu_iter_cond_resched: flush (TDX: only the shared EPT, a no-op here), drop the lock,
+    // cond_resched, retake it, restart the walk from the root.
+    if (next_last_level_gfn != yielded_gfn && tdp_mmu_need_resched(leaves_since_yield)) {
+      yielded_gfn = next_last_level_gfn;
+      leaves_since_yield = 0;
+      flush = false;
+      // The lock is queued: an actor waiting for it gets it before this one retakes it (here,
+      // the scheduler lets the waiter go first, as in a retry loop).
+      const bool contended = mmu_lock_.waiters.load() > 0;
+      mmu_write_unlock();
+      if (contended) env_->spin("zap-leaf");
+      mmu_write_lock();
+      // Bug zoo (CVE-2021-47094): the restarted iterator is advanced, past the SPTE it stopped
+      // at, which is never visited.
+      if (opts_.has(Bug::zap_iter_advance_after_yield))
+        next_last_level_gfn = gfn + pages_per(level);
       continue;
     }
-    const uint64_t i = f.i++;
-    const uint64_t gfn = p->gfn + i * pages_per(p->level);
-    if (gfn >= end || gfn + pages_per(p->level) <= start) continue;
-    const uint64_t s = p->spt[i].load(std::memory_order_relaxed);
+    next_last_level_gfn = gfn + pages_per(level);
     if (!is_shadow_present(s)) continue;
-    if (!is_last_spte(s, p->level)) {
-      stack.push_back({spte_pfn(s), 0});
-      continue;
-    }
-    tdp_mmu_set_spte(&p->spt[i], gfn, s, kShadowNonpresent, p->level);
+    tdp_mmu_set_spte(sptep, gfn, s, kShadowNonpresent, level);
     flush = true;
+    leaves_since_yield++;
     yield("zap-leaf");
   }
   return flush;
@@ -307,7 +347,7 @@ int Kvm::tdp_mmu_split_huge_pages_root(uint64_t start, uint64_t end, bool only_c
 int Kvm::kvm_split_cross_boundary_leafs(uint64_t start, uint64_t end, bool shared) {
   bool flush = false;
   int r = tdp_mmu_split_huge_pages_root(start, end, /*only_cross_boundary=*/true, shared, &flush);
-  if (opts_.v2_split_bool_return) {
+  if (opts_.has(Bug::v2_split_bool_return)) {
     // §7.4: the v2 wrapper keeps the result in a bool, so -ENOMEM reads as 1 ("flush needed").
     bool ret = r < 0 ? true : flush;
     return ret;

@@ -221,8 +221,9 @@ int Kvm::tdx_sept_split_private_spt(uint64_t gfn, int level, uint64_t external_s
   if (KVM_BUG_ON(state_ != TdState::RUNNABLE || level != kPg2M, "tdx_sept_split_private_spt",
                  "kvm_tdx->state != TD_STATE_RUNNABLE || level != PG_LEVEL_2M"))
     return -kEINVAL;
-  if (shared) {
-    // T4: a split under the read lock cannot kick vCPUs; rejected (v2 patch 11).
+  if (shared && !opts_.has(Bug::demote_under_read_lock)) {
+    // T4: a split under the read lock cannot kick vCPUs; rejected (v2 patch 11, kvm-tdx.md
+    // §2.C step 3.2). The bug zoo's demote_under_read_lock goes on to BLOCK, TRACK, DEMOTE.
     add_violation({"kvm-bug-on", "tdx_sept_split_private_spt",
                    "WARN_ON_ONCE: split of a private huge page under the shared mmu_lock"});
     return -kEOPNOTSUPP;
@@ -240,7 +241,10 @@ int Kvm::tdx_spte_demote_private_spte(uint64_t gfn, int level, uint64_t external
   if (r.rax == 0) return 0;
   host_.transfer(external_spt >> 12, 0, host::Use::kModule, host::Use::kHost,
                  "TDH.MEM.PAGE.DEMOTE failed");
-  // INTERRUPTED_RESTARTABLE is deliberately not handled in v2 (kvm-tdx.md §2.C, "Open 3").
+  // INTERRUPTED_RESTARTABLE is deliberately not handled (kvm-tdx.md §2.C, "Open 3"): KVM maps
+  // private memory at 2M only with a module that never returns it from DEMOTE
+  // (ENHANCED_DEMOTE_INTERRUPTIBILITY, §7.6; tdx_max_private_level), so only an injected
+  // status gets here — unless bug zoo `demote_interrupt_fatal` restores v2's 2M-anyway.
   KVM_BUG_ON(true, "tdx_spte_demote_private_spte", "TDH.MEM.PAGE.DEMOTE failed", r.rax, true);
   return -kEIO;
 }

@@ -181,11 +181,24 @@ int Kvm::tdx_handle_ept_violation(int v, uint64_t gpa, unsigned eeq_type,
     kvm_vm_dead_();
     return -kEIO;
   }
-  if (tdx_check_accept_level(v, gfn, info)) return RET_PF_RETRY;
+  // The fault's level cap. The correct path splits under the write lock first (T1) and
+  // caps later faults through GUEST_INHIBIT; bug zoo demote_under_read_lock skips T1 and caps
+  // this fault at the accept level, so kvm_tdp_mmu_map meets the 2M leaf above its goal and
+  // splits it under the read lock (T4, kvm-tdx.md §2.C C1).
+  int max_level = kPg2M;
+  if (opts_.has(Bug::demote_under_read_lock)) {
+    if (info.accept) max_level = std::min<int>(kPg2M, info.requested_level + 1);
+  } else if (int a = tdx_check_accept_level(v, gfn, info)) {
+    // An error (-ENOMEM from the split) goes to userspace, as v3 does (kvm-tdx.md §2.C C1 T1
+    // step 4): v2's RET_PF_RETRY would have the guest re-execute ACCEPT for as long as the
+    // allocation keeps failing. "Flush needed" (1) is v2's early return (§7.5): retry.
+    if (a < 0) return a;
+    return RET_PF_RETRY;
+  }
   if (gfn >= nr_gfns_) return -kEFAULT;  // no memslot: KVM_EXIT_MEMORY_FAULT
   int r = RET_PF_RETRY;
   for (uint64_t tries = 0; tries <= opts_.local_retry_limit; tries++) {
-    r = kvm_mmu_do_page_fault(v, gfn, kPg2M);
+    r = kvm_mmu_do_page_fault(v, gfn, max_level);
     if (r != RET_PF_RETRY) break;
     if (vm_dead_) return -kEIO;  // KVM_REQ_VM_DEAD pending
     sched::hit(sched::Probe::ept_violation_local_retry);
