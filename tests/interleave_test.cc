@@ -54,6 +54,7 @@ const std::vector<Scenario> kScenarios = {
     {"fault_retry_meets_frozen_spte",
      Bug::frozen_cleared_by_non_owner,
      {Probe::fault_cmpxchg_lost, Probe::fault_saw_frozen_spte}},
+    {"finalize_excludes_punch_hole", Bug::finalize_without_mmu_lock, {Probe::mmu_lock_contended}},
 };
 
 std::string read_text(const std::string& path) {
