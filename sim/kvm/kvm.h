@@ -216,7 +216,7 @@ class Kvm : public tdx::Hooks {
   // leave_mapped: the harness's level cap of `map` (KVM_PRE_FAULT_MEMORY has none): a huge
   // leaf above the goal found under the lock counts as mapped instead of being split.
   int kvm_mmu_do_page_fault(int v, uint64_t gfn, int max_level, bool leave_mapped = false);
-  bool is_page_fault_stale(uint64_t gfn, uint64_t mmu_seq) const;
+  bool is_page_fault_stale(uint64_t gfn, int max_level, uint64_t mmu_seq) const;
   void kvm_mmu_invalidate_begin(uint64_t start, uint64_t end);
   void kvm_mmu_invalidate_end();
   void filemap_invalidate_lock(bool exclusive);

@@ -118,17 +118,22 @@ int Kvm::kvm_mmu_do_page_fault(int v, uint64_t gfn, int max_level, bool leave_ma
   mmu_read_lock();
   // lpage_info (MIXED, GUEST_INHIBIT) is read under mmu_lock in kvm_mmu_hugepage_adjust, so a
   // GUEST_INHIBIT set by T1 under the write lock is always seen.
-  int r = is_page_fault_stale(gfn, mmu_seq)
+  int r = is_page_fault_stale(gfn, max, mmu_seq)
               ? RET_PF_RETRY
               : kvm_tdp_mmu_map(v, gfn, kvm_mmu_hugepage_adjust(gfn, max), leave_mapped);
   mmu_read_unlock();
   return r;
 }
 
-// An invalidation (conversion, punch hole) in progress over gfn, or one that completed since
-// the fault sampled the sequence count: the fault must retry (mmu_invalidate_retry_gfn).
-bool Kvm::is_page_fault_stale(uint64_t gfn, uint64_t mmu_seq) const {
-  if (mmu_invalidate_in_progress_ && gfn >= mmu_invalidate_start_ && gfn < mmu_invalidate_end_)
+// An invalidation (conversion, punch hole) in progress over the range the fault may map, or
+// one that completed since the fault sampled the sequence count: the fault must retry
+// (mmu_invalidate_retry_gfn). The kernel checks fault->gfn only; with 2M guest_memfd folios
+// (which mainline does not have) that lets a fault holding a 2M folio's PFN map it at 2M
+// while a punch hole of another page of that folio sits between its zap and its truncation
+// (kvm_ops found it). Our choice: the check covers the whole max_level range.
+bool Kvm::is_page_fault_stale(uint64_t gfn, int max_level, uint64_t mmu_seq) const {
+  const uint64_t base = gfn & ~(pages_per(max_level) - 1), end = base + pages_per(max_level);
+  if (mmu_invalidate_in_progress_ && base < mmu_invalidate_end_ && mmu_invalidate_start_ < end)
     return true;
   return mmu_invalidate_seq_ != mmu_seq;
 }
