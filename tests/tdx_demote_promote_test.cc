@@ -424,7 +424,7 @@ TEST_F(ResizeTest, DemoteIsBusySeptTreeWhileAZeroStepVpEnterHoldsTheTree) {
   map_tables(fault_gpa, kLevel4K);
   for (uint64_t i = 0; i < m.options().zero_step_threshold; i++) {
     ASSERT_STATUS(kOk, enter(0));
-    ASSERT_EQ(AcceptResult::kEptViolation, accept(0, fault_gpa, 0).kind);
+    ASSERT_TRUE(m.ept_violation_exit(tdvpr(0), fault_gpa));
   }
   ASSERT_FALSE(td().vcpus[0].epf_gpas.empty());
   Regs inner;

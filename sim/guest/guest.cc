@@ -217,7 +217,9 @@ Result Guest::access(int v, uint64_t gfn, bool is_write, uint64_t value) {
         int h = kvm_.tdx_handle_ept_violation(v, gfn << 12, 6, {});
         return fail_run(h < 0 ? h : -kvm::kEIO);
       } else {
-        kvm_.vcpu_async_exit(v);  // TD exit: EPT violation; KVM faults the page in
+        // TD exit: EPT violation, logged by the zero-step filter; KVM faults the page in.
+        kvm_.module().ept_violation_exit(kvm_.tdvpr(v), gfn << 12);
+        kvm_.vcpu_async_exit(v);
         int h = kvm_.tdx_handle_ept_violation(v, gfn << 12, 0, {});
         if (h < 0) return fail_run(h);
         continue;

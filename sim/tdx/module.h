@@ -177,6 +177,11 @@ class Module {
   // --- TD exit of a vCPU in guest mode (td_exit.c): drops its epoch refcount and the TDR and
   // TDVPR locks VP.ENTER left held. Returns false if the vCPU was not in the TD.
   bool td_exit(uint64_t tdvpr);
+  // --- A hardware EPT violation of a guest load or store at `gpa` (td_ept_violation_exit):
+  // counted by the zero-step filter (td_exit_epf_stepping_log), then the TD exit. False when
+  // the vCPU is not in guest mode. ACCEPT's own EPT-violation exits are not counted: the module
+  // leaves through async_tdexit_ept_violation, which does not log (§2.14 step 4).
+  bool ept_violation_exit(uint64_t tdvpr, uint64_t gpa);
 
   // --- Guest side.
   AcceptResult tdg_mem_page_accept(uint64_t tdvpr, uint64_t rcx);

@@ -26,8 +26,7 @@ AcceptResult Module::tdg_mem_page_accept(uint64_t tdvpr, uint64_t rcx) {
     out.rax = kExitReasonEptViolation;
     out.r8 = gpa;
     hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
-    note_ept_violation(*v, gpa);
-    td_exit(tdvpr);
+    td_exit(tdvpr);  // not counted by the zero-step filter (see ept_violation_exit)
     return r;
   };
   if (!v || !v->in_td) {

@@ -20,6 +20,14 @@ void Module::note_ept_violation(Vcpu& v, uint64_t gpa) {
   }
 }
 
+bool Module::ept_violation_exit(uint64_t tdvpr, uint64_t gpa) {
+  Td* td = nullptr;
+  Vcpu* v = vcpu_of(tdvpr, &td);
+  if (!v || !v->in_td) return false;
+  note_ept_violation(*v, gpa & ~0xfffull);
+  return td_exit(tdvpr);
+}
+
 bool Module::would_fault(Td& td, uint64_t gpa) {
   WalkResult w = walk(td, gpa, kLevel4K);
   return sept_read(*w.slot).state() != SeptState::MAPPED;

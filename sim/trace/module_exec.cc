@@ -250,6 +250,9 @@ class ModuleExec : public tdx::Hooks {
       }
       case Op::TD_EXIT:
         return m_.td_exit(tdvpr(s.args[0])) ? status(Regs{}) : pseudo("NOT_IN_TD");
+      case Op::EPT_VIOLATION:
+        return m_.ept_violation_exit(tdvpr(s.args[0]), s.args[1]) ? pseudo("EPT_VIOLATION")
+                                                                  : pseudo("NOT_IN_TD");
       case Op::ACCEPT: {
         tdx::AcceptResult a = m_.tdg_mem_page_accept(tdvpr(s.args[0]), s.args[1] | s.args[2]);
         switch (a.kind) {
