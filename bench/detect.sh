@@ -9,7 +9,8 @@
 # Environment: BUILD (default build/fuzz-plain: `cmake --preset fuzz-plain && cmake --build
 # --preset fuzz-plain`), OUT (default build/detect: logs and raw results).
 # An entry/engine stops early once a majority of its runs hit the cap (its median is then
-# "> CAP" whatever the rest do).
+# "> CAP" whatever the rest do). The fuzzer runs with -len_control=0: from an empty corpus
+# libFuzzer would otherwise spend its first minutes on inputs of a few bytes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=5 cap=300 jobs=2
@@ -34,7 +35,7 @@ one() {  # engine entry -> "seconds property" or "timeout"
   local t0 t1 rc=0
   t0=$(date +%s.%N)
   if [ "$engine" = fuzzer ]; then
-    TDXSIM_BUGS=$entry timeout $((cap + 30)) "$build/kvm_ops" -seed="$seed" -max_len=256 \
+    TDXSIM_BUGS=$entry timeout $((cap + 30)) "$build/kvm_ops" -seed="$seed" -max_len=256 -len_control=0 \
       -max_total_time="$cap" -artifact_prefix="$dir/" -print_final_stats=0 "$dir" >"$log" 2>&1 || rc=$?
   else
     TDXSIM_BUGS=$entry timeout $((cap + 30)) "$build/kvm_ops_random" "$seed" 256 "$cap" >"$log" 2>&1 || rc=$?
