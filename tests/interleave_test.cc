@@ -117,6 +117,27 @@ TEST(InterleaveZoo, EveryInterleavingEntryHasAScenario) {
   }
 }
 
+// Regressions whose fix is a new path: the trace must still take it (else it no longer tests it).
+TEST(RegressionProbes, EachFixedPathIsReached) {
+  const std::vector<std::pair<std::string, Probe>> cases = {
+      {"fault_waits_for_long_conversion", Probe::fault_waited_for_invalidation},
+      {"accept_busy_while_host_progresses", Probe::accept_busy},
+      {"zero_step_filter_over_pending_page", Probe::zero_step_pending_spin},
+  };
+  for (const auto& [name, probe] : cases) {
+    sched::reset_probes();
+    const std::string path =
+        std::string(TDXFUZZ_SOURCE_DIR) + "/corpus/regressions/" + name + ".tdx";
+    trace::ParseError err;
+    auto t = trace::parse(read_text(path), &err);
+    ASSERT_TRUE(t.has_value()) << path << ":" << err.line << ": " << err.message;
+    trace::RunResult r = trace::run(*t);
+    EXPECT_TRUE(r.ok()) << trace::format_failure(*t, r, name);
+    EXPECT_GT(sched::probe_count(probe), 0u)
+        << name << " never reached " << sched::probe_name(probe);
+  }
+}
+
 // Replaying an interleaved trace gives the same step-by-step log, for rules, random and PCT.
 TEST(InterleaveReplay, SameLogEveryTime) {
   for (const char* sched_line : {"", "schedule random 7\n", "schedule pct 11 3\n"}) {

@@ -68,6 +68,11 @@ Result Guest::fail_run(int err) const {
 Result Guest::accept_once(int v, uint64_t gfn, int pg_level, bool* size_mismatch) {
   const uint64_t limit = kvm_.options().local_retry_limit;
   const uint64_t gpa = gfn << 12;
+  // BUSY while the host makes progress (e.g. the host SEAMCALL that set the entry's
+  // host-priority bit waits for a long punch hole before it retries) restarts the budget:
+  // `liveness` means `limit` attempts in a row with no host SEAMCALL succeeding (and the total
+  // stays bounded, so that a livelock of busy hosts ends as `liveness` too). kvm_ops found it.
+  uint64_t progress = kvm_.module().host_progress(), waited = 0;
   for (uint64_t tries = 0; tries <= limit; tries++) {
     kvm_.vcpu_ack_kick(v);  // an instruction boundary: a pending IPI is taken here
     if (int e = enter(v)) return fail_run(e);
@@ -88,6 +93,9 @@ Result Guest::accept_once(int v, uint64_t gfn, int pg_level, bool* size_mismatch
         if (tdx::is_busy(a.status)) {  // the host holds the entry: try again
           sched::hit(sched::Probe::accept_busy);
           kvm_.env().spin("guest-accept-busy");
+          const uint64_t now = kvm_.module().host_progress();
+          if (now != progress && waited++ < limit * 1024) tries = 0;
+          progress = now;
           continue;
         }
         Result r;  // e.g. TDX_OPERAND_INVALID: a Linux guest would panic

@@ -118,6 +118,7 @@ Kvm::Kvm(host::HostPages& host, tdx::Module& module, const Options& opts, int nv
   module_.set_hooks(this);
   // KVM_CREATE_VM + KVM_TDX_INIT_VM + vCPU creation: the TD in op state INITIALIZED.
   tdr_ = module_.create_td(nvcpus);
+  if (tdr_) module_.td_of(tdr_)->sept_ve_disable = opts_.sept_ve_disable;
   root_ = tdp_mmu_alloc_sp(kRootLevel, 0, false);
 }
 

@@ -217,6 +217,8 @@ class Kvm : public tdx::Hooks {
   // leaf above the goal found under the lock counts as mapped instead of being split.
   int kvm_mmu_do_page_fault(int v, uint64_t gfn, int max_level, bool leave_mapped = false);
   bool is_page_fault_stale(uint64_t gfn, int max_level, uint64_t mmu_seq) const;
+  bool invalidation_covers(uint64_t gfn, int max_level) const;
+  bool zero_step_waits_for_guest(uint64_t gpa);
   void kvm_mmu_invalidate_begin(uint64_t start, uint64_t end);
   void kvm_mmu_invalidate_end();
   void filemap_invalidate_lock(bool exclusive);

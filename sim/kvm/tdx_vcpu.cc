@@ -12,7 +12,17 @@ int Kvm::kvm_arch_vcpu_ioctl_run(int v) {
   if (vm_dead_) return -kEIO;
   if (state_ != TdState::RUNNABLE) return -kEINVAL;  // tdx_vcpu_pre_run
   if (vcpu_in_guest(v)) return 0;
+  uint64_t filtered_gpa = ~0ull;  // the last zero-step synthetic exit's GPA
   for (uint64_t tries = 0;; tries++) {
+    if (tries > opts_.local_retry_limit && zero_step_waits_for_guest(filtered_gpa)) {
+      // The guest touched a page before accepting it, enough times (ENOMEM-failed faults) to
+      // arm the zero-step filter; KVM has since AUGed it, but under SEPT_VE_DISABLE the filter
+      // keeps counting the PENDING page as faulting, and only the guest's ACCEPT could clear
+      // it. The kernel re-enters until a signal: the guest's own denial of service, not a host
+      // liveness failure. Our choice: end KVM_RUN as a signal would. Found by kvm_ops.
+      sched::hit(sched::Probe::zero_step_pending_spin);
+      return -kEINTR;
+    }
     if (tries > opts_.local_retry_limit) {
       add_violation({"liveness", "tdx_vcpu_run",
                      "vCPU " + std::to_string(v) + " could not enter the guest after " +
@@ -57,12 +67,22 @@ int Kvm::kvm_arch_vcpu_ioctl_run(int v) {
       continue;
     }
     if (r.rax == tdx::kExitReasonEptViolation) {  // the zero-step filter's synthetic exit
+      filtered_gpa = r.r8;
       int h = tdx_handle_ept_violation(v, r.r8, 0, {});
       if (h < 0) return h;
       continue;
     }
     return -kEIO;  // TDX_ERROR: an internal-error exit to userspace
   }
+}
+
+// Simulator oracle (no SEAMCALL): the S-EPT leaf at `gpa` is PENDING and the TD has
+// SEPT_VE_DISABLE, so the zero-step filter waits for a guest ACCEPT.
+bool Kvm::zero_step_waits_for_guest(uint64_t gpa) {
+  tdx::Td* td = gpa == ~0ull ? nullptr : module_.td_of(tdr_);
+  if (!td || !td->sept_ve_disable) return false;
+  auto w = module_.walk(*td, gpa, 0);
+  return tdx::SeptEntry{w.slot->load()}.state() == tdx::SeptState::PENDING;
 }
 
 // Back in KVM: vcpu->mode = OUTSIDE_GUEST_MODE; a pending IPI is acknowledged by the exit.
@@ -132,10 +152,12 @@ int Kvm::kvm_mmu_do_page_fault(int v, uint64_t gfn, int max_level, bool leave_ma
 // while a punch hole of another page of that folio sits between its zap and its truncation
 // (kvm_ops found it). Our choice: the check covers the whole max_level range.
 bool Kvm::is_page_fault_stale(uint64_t gfn, int max_level, uint64_t mmu_seq) const {
+  return invalidation_covers(gfn, max_level) || mmu_invalidate_seq_ != mmu_seq;
+}
+
+bool Kvm::invalidation_covers(uint64_t gfn, int max_level) const {
   const uint64_t base = gfn & ~(pages_per(max_level) - 1), end = base + pages_per(max_level);
-  if (mmu_invalidate_in_progress_ && base < mmu_invalidate_end_ && mmu_invalidate_start_ < end)
-    return true;
-  return mmu_invalidate_seq_ != mmu_seq;
+  return mmu_invalidate_in_progress_ && base < mmu_invalidate_end_ && mmu_invalidate_start_ < end;
 }
 
 void Kvm::kvm_mmu_invalidate_begin(uint64_t start, uint64_t end) {
@@ -153,6 +175,7 @@ void Kvm::kvm_mmu_invalidate_end() {
   lockdep_assert(LockNeed::kWrite, "kvm_mmu_invalidate_end");
   mmu_invalidate_seq_++;
   mmu_invalidate_in_progress_--;
+  env_->notify();
 }
 
 void Kvm::filemap_invalidate_lock(bool exclusive) {
@@ -206,6 +229,17 @@ int Kvm::tdx_handle_ept_violation(int v, uint64_t gpa, unsigned eeq_type,
     r = kvm_mmu_do_page_fault(v, gfn, max_level);
     if (r != RET_PF_RETRY) break;
     if (vm_dead_) return -kEIO;  // KVM_REQ_VM_DEAD pending
+    // An invalidation over this range is in progress (a conversion or punch hole that drops
+    // mmu_lock between leaves): the kernel spins here until it ends, however long it takes.
+    // Waiting for it is progress, not a failed attempt, so it does not use up the retry
+    // budget (kvm_ops found a 510-page conversion exhausting it).
+    if (invalidation_covers(gfn, max_level) &&
+        env_->block_until("the mmu invalidation to end",
+                          [&] { return !invalidation_covers(gfn, max_level); })) {
+      sched::hit(sched::Probe::fault_waited_for_invalidation);
+      tries--;
+      continue;
+    }
     sched::hit(sched::Probe::ept_violation_local_retry);
     env_->spin("ept-violation-local-retry");
   }

@@ -71,9 +71,11 @@ int Kvm::tdx_td_finalize() {
   // SEAMCALL, in the spirit of "guard VM state transitions with all the locks" (prior-art
   // §A.4 #11). The bug-zoo entry finalize_without_mmu_lock restores 6.16 as we read it.
   const bool exclude = !opts_.has(Bug::finalize_without_mmu_lock);
+  // RUNNABLE is set before mmu_lock is dropped: in between, a punch hole would BLOCK, skip
+  // tdx_track (a no-op before RUNNABLE) and its REMOVE would fail TLB tracking against the
+  // now-finalized TD. Found by the interleaving property and kvm_ops.
   if (exclude) mmu_write_lock();
   tdx::Regs r = seamcall(Leaf::MR_FINALIZE, tdr_);
-  if (exclude) mmu_write_unlock();
   int ret = 0;
   if (tdx::is_busy(r.rax)) {
     ret = -kEBUSY;
@@ -83,6 +85,7 @@ int Kvm::tdx_td_finalize() {
     state_ = TdState::RUNNABLE;
     pre_fault_allowed_ = true;
   }
+  if (exclude) mmu_write_unlock();
   slots_unlock();
   return ret;
 }

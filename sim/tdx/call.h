@@ -25,6 +25,8 @@ class Module::Call {
   Call(Module& m, Leaf leaf, const Regs& in) : in(in), m_(m), leaf_(leaf) {}
   ~Call() {
     release_all();
+    if (out.rax == 0 && leaf_ != Leaf::VP_ENTER)
+      m_.host_progress_.fetch_add(1, std::memory_order_relaxed);
     m_.hooks_->on_call(leaf_name(leaf_), in, out);
   }
   Call(const Call&) = delete;

@@ -95,7 +95,10 @@ struct Td {
   std::atomic<uint64_t> td_epoch{1};
   std::array<std::atomic<uint32_t>, 2> refcount{};
   std::atomic<int64_t> chldcnt{0};  // pages of all kinds associated with the TD, in 4K units
-  uint64_t mrtd = 0;                // a stand-in for the measurement: hash of PAGE.ADD GPAs
+  // TD attribute SEPT_VE_DISABLE: PENDING leaves have suppress-#VE set, so a guest access to
+  // one exits to the host instead of raising #VE (§2.15).
+  bool sept_ve_disable = true;
+  uint64_t mrtd = 0;  // a stand-in for the measurement: hash of PAGE.ADD GPAs
   std::vector<Vcpu> vcpus;
 };
 
@@ -211,6 +214,9 @@ class Module {
   WalkResult walk(const Td& td, uint64_t gpa, int level);
   Vcpu* vcpu_of(uint64_t tdvpr, Td** td);
   static bool is_tlb_tracked(const Td& td, uint64_t bepoch);
+  // Host SEAMCALLs other than VP.ENTER that succeeded so far: a retry loop that sees this
+  // move is waiting for a host that makes progress, not stuck (liveness budgets).
+  uint64_t host_progress() const { return host_progress_.load(std::memory_order_relaxed); }
 
  private:
   class Call;
@@ -229,6 +235,7 @@ class Module {
   host::HostPages& host_;
   Options opts_;
   Hooks null_hooks_;
+  std::atomic<uint64_t> host_progress_{0};
   Hooks* hooks_;
   uint64_t base_;
   uint64_t n_;

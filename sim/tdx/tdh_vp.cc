@@ -28,9 +28,14 @@ bool Module::ept_violation_exit(uint64_t tdvpr, uint64_t gpa) {
   return td_exit(tdvpr);
 }
 
+// is_epf_expected: the walk fails, and not with a violation the CPU converts to #VE. A PENDING
+// leaf converts only without SEPT_VE_DISABLE; with it (the default, as Linux guests set it)
+// a listed GPA the host has AUGed still counts as faulting until the guest ACCEPTs it.
 bool Module::would_fault(Td& td, uint64_t gpa) {
   WalkResult w = walk(td, gpa, kLevel4K);
-  return sept_read(*w.slot).state() != SeptState::MAPPED;
+  const SeptState s = sept_read(*w.slot).state();
+  if (s == SeptState::MAPPED) return false;
+  return !(s == SeptState::PENDING && !td.sept_ve_disable);
 }
 
 Regs Module::tdh_vp_enter(const Regs& in) {
