@@ -34,6 +34,7 @@
 #include <rapidcheck/gtest.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <sstream>
@@ -100,9 +101,17 @@ uint64_t gen_vcpu() {
   return *rc::gen::inRange<uint64_t>(0, kVcpus) % kVcpus;
 }
 
+// The trace's focus GFN half of the time (shrinking toward it), else any of gen_gfn's: two
+// statements meet on one GFN about a third of the time, not an eighth.
+uint64_t gen_gfn_near(uint64_t focus) {
+  return *rc::gen::inRange(0, 2) == 0 ? focus : gen_gfn();
+}
+
 // One statement without expectation (results depend on the interleaving). Host operations run
-// on host0..host2 (shrinking toward host0, which is also the unprefixed default).
-Stmt gen_stmt() {
+// on host0..host2 (shrinking toward host0, which is also the unprefixed default). GFNs are
+// drawn by gen_gfn_near(focus).
+Stmt gen_stmt(uint64_t focus) {
+  const auto gen_gfn = [focus] { return gen_gfn_near(focus); };
   const int kind = *rc::gen::weightedElement<int>(
       {{3, 0}, {2, 1}, {1, 2}, {1, 3}, {1, 4}, {1, 5}, {3, 6}, {2, 7}, {2, 8}});
   const auto host = [] {
@@ -148,7 +157,11 @@ Stmt gen_stmt() {
 
 // A multi-actor KVM trace: `finalize`, then up to `max` generated statements. One in three
 // traces has an adversarial guest with #VE delivery (SEPT_VE_DISABLE off): that guest touches
-// pages before accepting them, which makes two vCPUs fault on one GFN at once.
+// pages before accepting them, which makes two vCPUs fault on one GFN at once. One in four
+// starts with KVM_TDX_INIT_MEM_REGION of one or two of the GFNs (on host0, sequentially) and
+// runs `finalize` among the generated statements, on any host actor, so that punch holes and
+// faults race it. One in four makes the zap walk yield mmu_lock every 1..4 zapped leaves
+// (`option zap_resched_every`).
 Trace gen_trace(int max) {
   Trace t;
   t.vcpus = kVcpus;
@@ -157,11 +170,28 @@ Trace gen_trace(int max) {
     t.options.push_back({"adversarial_guest", "1"});
     t.options.push_back({"sept_ve_disable", "0"});
   }
-  t.stmts.push_back(stmt(Op::FINALIZE, {}));
+  if (*full_size(rc::gen::inRange(0, 4)) == 3)
+    t.options.push_back({"zap_resched_every", std::to_string(*rc::gen::inRange(1, 5))});
+  const uint64_t focus = gen_gfn();
+  const bool init_mem = *full_size(rc::gen::inRange(0, 4)) == 3;
+  if (init_mem) {
+    const int n = *rc::gen::inRange(1, 3);
+    for (int i = 0; i < n; i++) t.stmts.push_back(stmt(Op::INIT_MEM, {gen_gfn_near(focus)}));
+  } else {
+    t.stmts.push_back(stmt(Op::FINALIZE, {}));
+  }
   // A container, so that shrinking drops any statement, not only the last ones; its length
   // grows with RapidCheck's size (0..100) up to `max`.
-  const auto body = *rc::gen::scale(
-      max / 100.0, rc::gen::container<std::vector<Stmt>>(full_size(rc::gen::exec(&gen_stmt))));
+  auto body = *rc::gen::scale(max / 100.0,
+                              rc::gen::container<std::vector<Stmt>>(
+                                  full_size(rc::gen::exec([focus] { return gen_stmt(focus); }))));
+  if (init_mem) {
+    // Where finalize goes (shrinks toward the front) and on which host actor (toward host0).
+    const size_t at = *rc::gen::inRange<size_t>(0, body.size() + 1) % (body.size() + 1);
+    const int h = *rc::gen::inRange(0, 3);
+    body.insert(body.begin() + static_cast<std::ptrdiff_t>(at),
+                stmt(Op::FINALIZE, {}, h == 0 ? std::string() : "host" + std::to_string(h)));
+  }
   t.stmts.insert(t.stmts.end(), body.begin(), body.end());
   return t;
 }
