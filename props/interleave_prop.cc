@@ -70,6 +70,46 @@ const std::vector<std::string>& yield_points() {
   return v;
 }
 
+// Yield points an operation passes where it can meet another actor's operation on the same
+// GFN, S-EPT entry or TD (the module's locks, a guest ACCEPT holding its entry, the fault
+// path's SPTE read and freeze, mmu_lock, the zap walk, kicks).
+const std::vector<std::string>& points_of(Op op) {
+  static const std::vector<std::string> accept = {
+      "accept-entry-locked", "accept-chunk", "guest-accept-busy", "sept-tree-locked", "vcpu-enter"};
+  static const std::vector<std::string> access = {"guest-access",
+                                                  "spte-read",
+                                                  "spte-frozen",
+                                                  "sept-tree-locked",
+                                                  "sept-entry-locked",
+                                                  "mmu_lock-read",
+                                                  "ept-violation-local-retry"};
+  static const std::vector<std::string> fault = {"spte-read",        "spte-frozen",
+                                                 "sept-tree-locked", "sept-entry-locked",
+                                                 "mmu_lock-read",    "fault-retry"};
+  static const std::vector<std::string> zap = {
+      "mmu_lock-write", "sept-entry-locked", "tdr-locked",      "epoch-locked",
+      "kick",           "zap-leaf",          "sept-tree-locked"};
+  static const std::vector<std::string> finalize = {"tdr-locked", "mmu_lock-write"};
+  static const std::vector<std::string> enter = {"vcpu-enter", "epoch-locked", "tdvpr-locked"};
+  switch (op) {
+    case Op::GUEST_ACCEPT:
+      return accept;
+    case Op::GUEST_WRITE:
+    case Op::GUEST_READ:
+      return access;
+    case Op::MAP:
+    case Op::INIT_MEM:
+      return fault;
+    case Op::FINALIZE:
+      return finalize;
+    case Op::ENTER:
+    case Op::EXIT:
+      return enter;
+    default:
+      return zap;
+  }
+}
+
 // RapidCheck scales integer ranges by its size (0..100); choices of kind, actor, vCPU and GFN
 // are made at full size, uniformly, whatever the size (which only sets the trace's length).
 template <typename T>
@@ -155,7 +195,7 @@ Stmt gen_stmt(uint64_t focus) {
   }
 }
 
-// A multi-actor KVM trace: `finalize`, then up to `max` generated statements. One in three
+// A multi-actor KVM trace: `finalize`, then up to `max` generated statements. One in two
 // traces has an adversarial guest with #VE delivery (SEPT_VE_DISABLE off): that guest touches
 // pages before accepting them, which makes two vCPUs fault on one GFN at once. One in four
 // starts with KVM_TDX_INIT_MEM_REGION of one or two of the GFNs (on host0, sequentially) and
@@ -166,7 +206,7 @@ Trace gen_trace(int max) {
   Trace t;
   t.vcpus = kVcpus;
   t.memory = kMem;
-  if (*full_size(rc::gen::inRange(0, 3)) == 2) {
+  if (*full_size(rc::gen::inRange(0, 2)) == 1) {
     t.options.push_back({"adversarial_guest", "1"});
     t.options.push_back({"sept_ve_disable", "0"});
   }
@@ -207,18 +247,18 @@ std::vector<int> actors_of(const Trace& t) {
 }
 
 // A schedule: 0 sequential (the simplest, where shrinking ends when no overlap is needed),
-// 1-4 PCT, 5-7 random, 8-9 switch rules. Seeds are 32-bit and shrink toward 0; PCT depth
+// 1-3 PCT, 4-5 random, 6-9 switch rules. Seeds are 32-bit and shrink toward 0; PCT depth
 // (1..6) toward 1 (no priority change: the highest-priority runnable actor runs); rules drop
 // out down to one.
 sched::Schedule gen_schedule(const Trace& t) {
   sched::Schedule s;
   const int kind = *rc::gen::inRange(0, 10);
   if (kind == 0) return s;
-  if (kind <= 4) {
+  if (kind <= 3) {
     s.kind = sched::Schedule::kPct;
     s.seed = *rc::gen::arbitrary<uint32_t>();
     s.depth = *rc::gen::inRange<uint32_t>(1, 7);
-  } else if (kind <= 7) {
+  } else if (kind <= 5) {
     s.kind = sched::Schedule::kRandom;
     s.seed = *rc::gen::arbitrary<uint32_t>();
   } else {
@@ -227,10 +267,22 @@ sched::Schedule gen_schedule(const Trace& t) {
     const int n = *rc::gen::inRange(1, 4);
     for (int i = 0; i < n; i++) {
       sched::SwitchRule r;
-      r.who = *rc::gen::elementOf(actors);
-      r.where = *rc::gen::elementOf(yield_points());
+      if (*rc::gen::inRange(0, 3) != 0) {
+        // Two-thirds of the rules start from a statement: its actor, at a point its operation
+        // passes (where the races of kvm-tdx.md §4/§5 happen).
+        const Stmt& from = *rc::gen::elementOf(t.stmts);
+        r.who = trace::stmt_actor(from);
+        r.where = *rc::gen::elementOf(points_of(from.op));
+      } else {
+        r.who = *rc::gen::elementOf(actors);
+        r.where = *rc::gen::elementOf(yield_points());
+      }
       r.nth = *rc::gen::inRange<uint32_t>(1, 4);
-      r.to = *rc::gen::elementOf(actors);
+      // Another actor (a switch to itself is no switch), when there is one.
+      std::vector<int> others;
+      for (int a : actors)
+        if (a != r.who) others.push_back(a);
+      r.to = others.empty() ? r.who : *rc::gen::elementOf(others);
       s.rules.push_back(r);
     }
   }
