@@ -3,9 +3,12 @@
 //
 //   InterleaveProps.PropertiesHoldUnderSchedules
 //       A generated multi-actor KVM trace (host ioctls on host0..host2, guest operations on
-//       their vCPUs, all aimed at a few GFNs of two 2M units so that they collide) runs under a
-//       generated schedule: seeded random, PCT (seed, depth) or switch rules (1..3 rules over
-//       the yield points of sim/sched/points.def), or sequential. Every property is checked.
+//       their vCPUs, all aimed at a few GFNs of two 2M units, half the time at one focus GFN,
+//       so that they collide; some traces `init-mem` first and race `finalize` against the
+//       rest, some make the zap walk yield every few leaves) runs under a generated schedule:
+//       seeded random, PCT (seed, depth) or switch rules (1..3 rules, mostly at a point one of
+//       the trace's operations passes, switching to another actor; else any yield point of
+//       sim/sched/points.def), or sequential. Every property is checked.
 //       Both the statements and the schedule shrink: statements drop out and their arguments
 //       move toward the first GFN/actor/level; the schedule moves toward sequential (kind 0),
 //       then PCT, then random, then rules; PCT depth toward 1, seeds toward 0, rules drop out.

@@ -11,8 +11,8 @@
 // Every trace property fails with format_failure()'s report (the failing line marked) and the
 // whole trace as saveable TRACE_FORMAT text (props/report.h); the stateful test also prints its
 // shrunk command list in trace syntax, and its report holds the trace of the shrunk commands
-// with the prologue `vcpus 2`, `memory 2048`, `finalize`. RapidCheck prints the RC_PARAMS
-// reproduce string at exit.
+// with the prologue `vcpus 2`, `memory 2048`, `finalize` (and the run's options, if any).
+// RapidCheck prints the RC_PARAMS reproduce string at exit.
 //
 // Case counts are a fraction of the configured max_success (module_diff_prop.cc makes that
 // 1000 unless RC_PARAMS sets it), so each property stays under ~10 s in the ASan debug build
