@@ -3,9 +3,12 @@
 //
 //   InterleaveProps.PropertiesHoldUnderSchedules
 //       A generated multi-actor KVM trace (host ioctls on host0..host2, guest operations on
-//       their vCPUs, all aimed at a few GFNs of two 2M units so that they collide) runs under a
-//       generated schedule: seeded random, PCT (seed, depth) or switch rules (1..3 rules over
-//       the yield points of sim/sched/points.def), or sequential. Every property is checked.
+//       their vCPUs, all aimed at a few GFNs of two 2M units, half the time at one focus GFN,
+//       so that they collide; some traces `init-mem` first and race `finalize` against the
+//       rest, some make the zap walk yield every few leaves) runs under a generated schedule:
+//       seeded random, PCT (seed, depth) or switch rules (1..3 rules, mostly at a point one of
+//       the trace's operations passes, switching to another actor; else any yield point of
+//       sim/sched/points.def), or sequential. Every property is checked.
 //       Both the statements and the schedule shrink: statements drop out and their arguments
 //       move toward the first GFN/actor/level; the schedule moves toward sequential (kind 0),
 //       then PCT, then random, then rules; PCT depth toward 1, seeds toward 0, rules drop out.
@@ -34,6 +37,7 @@
 #include <rapidcheck/gtest.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <sstream>
@@ -69,6 +73,46 @@ const std::vector<std::string>& yield_points() {
   return v;
 }
 
+// Yield points an operation passes where it can meet another actor's operation on the same
+// GFN, S-EPT entry or TD (the module's locks, a guest ACCEPT holding its entry, the fault
+// path's SPTE read and freeze, mmu_lock, the zap walk, kicks).
+const std::vector<std::string>& points_of(Op op) {
+  static const std::vector<std::string> accept = {
+      "accept-entry-locked", "accept-chunk", "guest-accept-busy", "sept-tree-locked", "vcpu-enter"};
+  static const std::vector<std::string> access = {"guest-access",
+                                                  "spte-read",
+                                                  "spte-frozen",
+                                                  "sept-tree-locked",
+                                                  "sept-entry-locked",
+                                                  "mmu_lock-read",
+                                                  "ept-violation-local-retry"};
+  static const std::vector<std::string> fault = {"spte-read",        "spte-frozen",
+                                                 "sept-tree-locked", "sept-entry-locked",
+                                                 "mmu_lock-read",    "fault-retry"};
+  static const std::vector<std::string> zap = {
+      "mmu_lock-write", "sept-entry-locked", "tdr-locked",      "epoch-locked",
+      "kick",           "zap-leaf",          "sept-tree-locked"};
+  static const std::vector<std::string> finalize = {"tdr-locked", "mmu_lock-write"};
+  static const std::vector<std::string> enter = {"vcpu-enter", "epoch-locked", "tdvpr-locked"};
+  switch (op) {
+    case Op::GUEST_ACCEPT:
+      return accept;
+    case Op::GUEST_WRITE:
+    case Op::GUEST_READ:
+      return access;
+    case Op::MAP:
+    case Op::INIT_MEM:
+      return fault;
+    case Op::FINALIZE:
+      return finalize;
+    case Op::ENTER:
+    case Op::EXIT:
+      return enter;
+    default:
+      return zap;
+  }
+}
+
 // RapidCheck scales integer ranges by its size (0..100); choices of kind, actor, vCPU and GFN
 // are made at full size, uniformly, whatever the size (which only sets the trace's length).
 template <typename T>
@@ -100,9 +144,17 @@ uint64_t gen_vcpu() {
   return *rc::gen::inRange<uint64_t>(0, kVcpus) % kVcpus;
 }
 
+// The trace's focus GFN half of the time (shrinking toward it), else any of gen_gfn's: two
+// statements meet on one GFN about a third of the time, not an eighth.
+uint64_t gen_gfn_near(uint64_t focus) {
+  return *rc::gen::inRange(0, 2) == 0 ? focus : gen_gfn();
+}
+
 // One statement without expectation (results depend on the interleaving). Host operations run
-// on host0..host2 (shrinking toward host0, which is also the unprefixed default).
-Stmt gen_stmt() {
+// on host0..host2 (shrinking toward host0, which is also the unprefixed default). GFNs are
+// drawn by gen_gfn_near(focus).
+Stmt gen_stmt(uint64_t focus) {
+  const auto gen_gfn = [focus] { return gen_gfn_near(focus); };
   const int kind = *rc::gen::weightedElement<int>(
       {{3, 0}, {2, 1}, {1, 2}, {1, 3}, {1, 4}, {1, 5}, {3, 6}, {2, 7}, {2, 8}});
   const auto host = [] {
@@ -146,22 +198,43 @@ Stmt gen_stmt() {
   }
 }
 
-// A multi-actor KVM trace: `finalize`, then up to `max` generated statements. One in three
+// A multi-actor KVM trace: `finalize`, then up to `max` generated statements. One in two
 // traces has an adversarial guest with #VE delivery (SEPT_VE_DISABLE off): that guest touches
-// pages before accepting them, which makes two vCPUs fault on one GFN at once.
+// pages before accepting them, which makes two vCPUs fault on one GFN at once. One in four
+// starts with KVM_TDX_INIT_MEM_REGION of one or two of the GFNs (on host0, sequentially) and
+// runs `finalize` among the generated statements, on any host actor, so that punch holes and
+// faults race it. One in four makes the zap walk yield mmu_lock every 1..4 zapped leaves
+// (`option zap_resched_every`).
 Trace gen_trace(int max) {
   Trace t;
   t.vcpus = kVcpus;
   t.memory = kMem;
-  if (*full_size(rc::gen::inRange(0, 3)) == 2) {
+  if (*full_size(rc::gen::inRange(0, 2)) == 1) {
     t.options.push_back({"adversarial_guest", "1"});
     t.options.push_back({"sept_ve_disable", "0"});
   }
-  t.stmts.push_back(stmt(Op::FINALIZE, {}));
+  if (*full_size(rc::gen::inRange(0, 4)) == 3)
+    t.options.push_back({"zap_resched_every", std::to_string(*rc::gen::inRange(1, 5))});
+  const uint64_t focus = gen_gfn();
+  const bool init_mem = *full_size(rc::gen::inRange(0, 4)) == 3;
+  if (init_mem) {
+    const int n = *rc::gen::inRange(1, 3);
+    for (int i = 0; i < n; i++) t.stmts.push_back(stmt(Op::INIT_MEM, {gen_gfn_near(focus)}));
+  } else {
+    t.stmts.push_back(stmt(Op::FINALIZE, {}));
+  }
   // A container, so that shrinking drops any statement, not only the last ones; its length
   // grows with RapidCheck's size (0..100) up to `max`.
-  const auto body = *rc::gen::scale(
-      max / 100.0, rc::gen::container<std::vector<Stmt>>(full_size(rc::gen::exec(&gen_stmt))));
+  auto body = *rc::gen::scale(max / 100.0,
+                              rc::gen::container<std::vector<Stmt>>(
+                                  full_size(rc::gen::exec([focus] { return gen_stmt(focus); }))));
+  if (init_mem) {
+    // Where finalize goes (shrinks toward the front) and on which host actor (toward host0).
+    const size_t at = *rc::gen::inRange<size_t>(0, body.size() + 1) % (body.size() + 1);
+    const int h = *rc::gen::inRange(0, 3);
+    body.insert(body.begin() + static_cast<std::ptrdiff_t>(at),
+                stmt(Op::FINALIZE, {}, h == 0 ? std::string() : "host" + std::to_string(h)));
+  }
   t.stmts.insert(t.stmts.end(), body.begin(), body.end());
   return t;
 }
@@ -177,18 +250,18 @@ std::vector<int> actors_of(const Trace& t) {
 }
 
 // A schedule: 0 sequential (the simplest, where shrinking ends when no overlap is needed),
-// 1-4 PCT, 5-7 random, 8-9 switch rules. Seeds are 32-bit and shrink toward 0; PCT depth
+// 1-3 PCT, 4-5 random, 6-9 switch rules. Seeds are 32-bit and shrink toward 0; PCT depth
 // (1..6) toward 1 (no priority change: the highest-priority runnable actor runs); rules drop
 // out down to one.
 sched::Schedule gen_schedule(const Trace& t) {
   sched::Schedule s;
   const int kind = *rc::gen::inRange(0, 10);
   if (kind == 0) return s;
-  if (kind <= 4) {
+  if (kind <= 3) {
     s.kind = sched::Schedule::kPct;
     s.seed = *rc::gen::arbitrary<uint32_t>();
     s.depth = *rc::gen::inRange<uint32_t>(1, 7);
-  } else if (kind <= 7) {
+  } else if (kind <= 5) {
     s.kind = sched::Schedule::kRandom;
     s.seed = *rc::gen::arbitrary<uint32_t>();
   } else {
@@ -197,10 +270,22 @@ sched::Schedule gen_schedule(const Trace& t) {
     const int n = *rc::gen::inRange(1, 4);
     for (int i = 0; i < n; i++) {
       sched::SwitchRule r;
-      r.who = *rc::gen::elementOf(actors);
-      r.where = *rc::gen::elementOf(yield_points());
+      if (*rc::gen::inRange(0, 3) != 0) {
+        // Two-thirds of the rules start from a statement: its actor, at a point its operation
+        // passes (where the races of kvm-tdx.md §4/§5 happen).
+        const Stmt& from = *rc::gen::elementOf(t.stmts);
+        r.who = trace::stmt_actor(from);
+        r.where = *rc::gen::elementOf(points_of(from.op));
+      } else {
+        r.who = *rc::gen::elementOf(actors);
+        r.where = *rc::gen::elementOf(yield_points());
+      }
       r.nth = *rc::gen::inRange<uint32_t>(1, 4);
-      r.to = *rc::gen::elementOf(actors);
+      // Another actor (a switch to itself is no switch), when there is one.
+      std::vector<int> others;
+      for (int a : actors)
+        if (a != r.who) others.push_back(a);
+      r.to = others.empty() ? r.who : *rc::gen::elementOf(others);
       s.rules.push_back(r);
     }
   }
