@@ -37,6 +37,7 @@
 #include "props/stats.h"
 #include "sim/sched/env.h"
 #include "sim/sched/scheduler.h"
+#include "sim/trace/decode.h"
 #include "sim/trace/exec.h"
 #include "sim/trace/trace.h"
 
@@ -520,6 +521,23 @@ RC_GTEST_SCALED_PROP(KvmLaws, PrintParseRoundTrip, 1) {
   }
   RC_ASSERT(*back == t);
   RC_ASSERT(trace::print(*back) == text);
+}
+
+// 1b. decode(encode(t)) == t over the byte format's whole image: t is what arbitrary fuzzer
+// bytes decode to (any header, options, schedule, swarm weights), so encode must hold it
+// exactly, drop nothing, and give bytes that decode back to t.
+RC_GTEST_SCALED_PROP(KvmLaws, DecodeEncodeRoundTrip, 1) {
+  const auto bytes = *rc::gen::container<std::vector<uint8_t>>(rc::gen::arbitrary<uint8_t>());
+  const auto target = *rc::gen::element(trace::Target::kKvm, trace::Target::kModule);
+  const Trace t = trace::decode(bytes.data(), bytes.size(), target);
+  RC_LOG() << trace::print(t);
+  const trace::Encoded e = trace::encode(t);
+  if (!e.ok()) RC_FAIL("encode rejected a decoded trace: " + e.error);
+  for (const auto& d : e.dropped) RC_LOG() << "dropped: " << d << "\n";
+  RC_ASSERT(e.dropped.empty());
+  const Trace back = trace::decode(e.bytes.data(), e.bytes.size(), target);
+  RC_LOG() << "decoded again:\n" << trace::print(back);
+  RC_ASSERT(back == t);
 }
 
 // 2. A split preserves every translation and value of an accepted 2M page. One trace in three
