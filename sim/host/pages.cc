@@ -32,7 +32,8 @@ HostPages::HostPages(uint64_t base_pfn, uint64_t npages)
       use_(npages, Use::kFree),
       dirty_(npages, 0),
       content_(new std::atomic<uint64_t>[npages]),
-      free_in_block_(npages / kPagesPer2M, kPagesPer2M) {
+      free_in_block_(npages / kPagesPer2M, kPagesPer2M),
+      touched_(npages / kPagesPer2M, 0) {
   for (uint64_t i = 0; i < n_; i++) content_[i] = junk(base_ + i);
 }
 
@@ -47,6 +48,7 @@ bool HostPages::alloc(unsigned order, Use use, uint64_t* pfn) {
         content_[b * kPagesPer2M + i] = junk(base_ + b * kPagesPer2M + i);
       }
       free_in_block_[b] = 0;
+      touched_[b] = 1;
       used_ += kPagesPer2M;
       *pfn = base_ + b * kPagesPer2M;
       return true;
@@ -61,6 +63,7 @@ bool HostPages::alloc(unsigned order, Use use, uint64_t* pfn) {
       use_[idx] = use;
       content_[idx] = junk(base_ + idx);
       free_in_block_[b]--;
+      touched_[b] = 1;
       used_++;
       *pfn = base_ + idx;
       return true;
@@ -104,6 +107,7 @@ void HostPages::transfer(uint64_t pfn, unsigned order, Use from, Use to, const c
       continue;
     }
     Use& u = use_[p - base_];
+    touched_[(p - base_) / kPagesPer2M] = 1;
     if (u != from)
       violations_.push_back(std::string(why) + ": " + pfn_str(p) + " is " + use_name(u) +
                             ", expected " + use_name(from));

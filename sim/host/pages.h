@@ -47,6 +47,9 @@ class HostPages {
   void transfer(uint64_t pfn, unsigned order, Use from, Use to, const char* why);
 
   Use use(uint64_t pfn) const { return use_[pfn - base_]; }
+  // Whether any frame of 2M block `block` (from the base) ever left the allocator: in the
+  // other blocks every frame is free, so whole-pool checks skip them.
+  bool block_touched(uint64_t block) const { return touched_[block]; }
   // TD-keyed cache lines may exist for this frame (set when the module returns it).
   bool needs_wbinvd(uint64_t pfn) const { return dirty_[pfn - base_]; }
   void set_needs_wbinvd(uint64_t pfn, bool v) {
@@ -80,6 +83,7 @@ class HostPages {
   std::unique_ptr<std::atomic<uint64_t>[]> content_;
   std::mutex mu_;  // the ledger: the kernel's page allocator has its own locks too
   std::vector<uint16_t> free_in_block_;  // free frames per 2M block
+  std::vector<uint8_t> touched_;         // per 2M block, see block_touched()
   std::vector<std::string> violations_;
 };
 

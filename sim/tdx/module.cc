@@ -1,6 +1,8 @@
 // Module construction, PAMT, the S-EPT walk, the common prologue and the SEAMCALL dispatcher.
 #include "sim/tdx/module.h"
 
+#include <functional>
+
 #include "sim/tdx/call.h"
 
 namespace tdx {
@@ -70,6 +72,7 @@ Module::Module(host::HostPages& host, Options opts, Hooks* hooks)
       pamt4k_(n_),
       pamt2m_((n_ + 511) >> 9),
       pamt1g_((n_ + (1u << 18) - 1) >> 18),
+      touched_(new std::atomic<uint8_t>[pamt2m_.size()]()),
       sept_pages_(n_) {}
 
 Module::~Module() = default;
@@ -85,6 +88,28 @@ PamtEntry& Module::pamt_leaf(uint64_t pfn, int* level) {
   PamtEntry& m = pamt_2m(pfn);
   if (m.type != PageType::NDA) return *level = 1, m;
   return *level = 0, pamt_4k(pfn);
+}
+
+void Module::set_pamt(PamtEntry& p, PageType type, uint64_t owner) {
+  p.type = type;
+  p.owner = owner;
+  auto index_in = [&](const std::vector<PamtEntry>& v, uint64_t* i) {
+    const std::less<const PamtEntry*> lt;
+    if (lt(&p, v.data()) || !lt(&p, v.data() + v.size())) return false;
+    *i = static_cast<uint64_t>(&p - v.data());
+    return true;
+  };
+  uint64_t i, first, count = 1;
+  if (index_in(pamt4k_, &i))
+    first = i >> 9;
+  else if (index_in(pamt2m_, &i))
+    first = i;
+  else if (index_in(pamt1g_, &i))
+    first = i << 9, count = 512;
+  else
+    return;
+  for (uint64_t b = first; b < first + count && b < pamt2m_.size(); b++)
+    touched_[b].store(1, std::memory_order_relaxed);
 }
 
 SeptPage* Module::sept_page(uint64_t hpa) {
