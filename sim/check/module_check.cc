@@ -226,13 +226,26 @@ class TdChecker {
   bool quiescent_;
   const FrameScan& scan_;
   Violations* out_;
-  // Frames reached from the tree, by offset in the host pool.
+  // Frames reached from the tree, by offset in the host pool. The buffer is kept across checks
+  // and only the entries this check set are cleared (destructor), so a check costs what the
+  // tree holds rather than the pool size.
   uint8_t& seen(uint64_t pfn) {
-    if (seen_.empty()) seen_.assign(m_.host().npages(), 0);
-    return seen_[pfn - m_.host().base_pfn()];
+    const uint64_t i = pfn - m_.host().base_pfn();
+    if (seen_.size() < m_.host().npages()) seen_.resize(m_.host().npages(), 0);
+    if (!seen_[i]) seen_set_.push_back(i);
+    return seen_[i];
   }
-  std::vector<uint8_t> seen_;
+  static thread_local std::vector<uint8_t> seen_;
+  static thread_local std::vector<uint64_t> seen_set_;
+
+ public:
+  ~TdChecker() {
+    for (uint64_t i : seen_set_) seen_[i] = 0;
+    seen_set_.clear();
+  }
 };
+thread_local std::vector<uint8_t> TdChecker::seen_;
+thread_local std::vector<uint64_t> TdChecker::seen_set_;
 
 }  // namespace
 

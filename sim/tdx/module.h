@@ -141,6 +141,9 @@ class Module {
   ~Module();
   Module(const Module&) = delete;
   Module& operator=(const Module&) = delete;
+  // Back to the state of a new module over the same (reset) host pool, in time proportional
+  // to the 2M blocks touched since (pamt_touched).
+  void reset(const Options& opts, Hooks* hooks);
 
   const Options& options() const { return opts_; }
   host::HostPages& host() { return host_; }
@@ -201,7 +204,8 @@ class Module {
   PamtEntry& pamt_1g(uint64_t pfn) { return pamt1g_[(pfn - base_) >> 18]; }
   // The PAMT leaf covering a frame: the 1G or 2M entry when it is not NDA, else the 4K one.
   PamtEntry& pamt_leaf(uint64_t pfn, int* level);
-  // Sets an entry's type and owner and records the 2M blocks it covers as touched.
+  // Sets an entry's type and owner and records the 2M blocks it covers as touched (S-EPT pages
+  // are created in touched blocks too).
   void set_pamt(PamtEntry& p, PageType type, uint64_t owner);
   // Whether any PAMT entry covering 2M block `block` (from the TDMR base) ever had its type or
   // owner set: in the other blocks every level is NDA with no owner, so whole-PAMT checks
