@@ -1,6 +1,7 @@
 // Executions per second of a 64-operation, 3-actor trace: interleaved (fibers, its seeded
 // schedule, a new seed each run) and sequential (the schedule dropped), in the same run.
 // Every property is checked as in any replay. Usage: interleave_bench TRACE [SECONDS]
+// For profilers: interleave_bench TRACE -n N inter|seq runs N executions with end-only checks.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -45,9 +46,21 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s:%d:%d: %s\n", argv[1], err.line, err.column, err.message.c_str());
     return 2;
   }
-  const double seconds = argc > 2 ? std::atof(argv[2]) : 5.0;
   trace::Trace seq = *t;
   seq.schedule = {};
+  if (argc > 4 && std::string(argv[2]) == "-n") {
+    const bool inter = std::string(argv[4]) == "inter";
+    trace::Trace x = inter ? *t : seq;
+    trace::RunOptions o;
+    o.full_checks_every_step = false;
+    int failed = 0;
+    for (long i = 0, n = std::atol(argv[3]); i < n; i++) {
+      x.schedule.seed = static_cast<uint64_t>(i) + 1;
+      failed += !trace::run(x, o).ok();
+    }
+    return failed ? 1 : 0;
+  }
+  const double seconds = argc > 2 ? std::atof(argv[2]) : 5.0;
   auto median = [](double* v) {
     double a = v[0], b = v[1], c = v[2];
     return std::max(std::min(a, b), std::min(std::max(a, b), c));

@@ -115,7 +115,11 @@ void check_kvm(kvm::Kvm& k, const guest::Guest& g, bool quiescent, KvmCheckCurso
   check_mirror_sept(k, out);
   // page-owner: a frame a mirror leaf maps is neither free nor mapped twice.
   host::HostPages& h = k.host();
-  std::vector<uint64_t> mapped(h.npages(), ~0ull);  // frame offset -> the GFN that maps it
+  // Frame offset -> the GFN that maps it, ~0 when none. Kept across checks and reset entry by
+  // entry afterwards, so that a check costs what the mirror maps rather than the pool size.
+  thread_local std::vector<uint64_t> mapped;
+  thread_local std::vector<uint64_t> set;
+  if (mapped.size() < h.npages()) mapped.resize(h.npages(), ~0ull);
   k.for_each_mirror_spte([&](uint64_t gfn, int level, uint64_t spte, bool leaf, uint64_t) {
     if (!leaf) return;
     for (uint64_t i = 0; i < kvm::pages_per(level); i++) {
@@ -129,9 +133,12 @@ void check_kvm(kvm::Kvm& k, const guest::Guest& g, bool quiescent, KvmCheckCurso
         out->push_back(
             {"page-owner", "mapped-twice",
              "PFN " + hex(pfn) + " is mapped at GFN " + hex(at) + " and GFN " + hex(gfn + i)});
+      if (at == ~0ull) set.push_back(pfn - h.base_pfn());
       at = gfn + i;
     }
   });
+  for (uint64_t i : set) mapped[i] = ~0ull;
+  set.clear();
   g.check_tlbs(out);
   if (k.wait_for_sept_zap())
     out->push_back(

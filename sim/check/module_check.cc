@@ -1,9 +1,9 @@
 #include "sim/check/module_check.h"
 #include "sim/host/hex.h"
 
+#include <cassert>
 #include <cstdio>
 #include <string>
-#include <unordered_map>
 
 namespace check {
 namespace {
@@ -15,10 +15,77 @@ using tdx::SeptState;
 
 using host::hex;
 
+// A PAMT leaf (pamt_leaf) that is not NDA, at its head frame.
+struct PamtLeaf {
+  uint64_t pfn, owner;
+  PageType type;
+  int level;
+};
+
+// One pass over the frames of the 2M blocks that the host or the module ever touched (the
+// others are NDA at every PAMT level and free in the ledger, so no check can fail there): the
+// non-NDA PAMT leaves for the per-TD checks, and the PAMT-against-ledger violations, in frame
+// order.
+struct FrameScan {
+  std::vector<PamtLeaf> leaves;
+  Violations host;
+};
+
+#ifndef NDEBUG
+bool block_pristine(Module& m, uint64_t pfn) {
+  host::HostPages& h = m.host();
+  auto pristine = [](tdx::PamtEntry& p) { return p.type == PageType::NDA && p.owner == 0; };
+  if (!pristine(m.pamt_1g(pfn)) || !pristine(m.pamt_2m(pfn))) return false;
+  for (uint64_t i = 0; i < host::kPagesPer2M; i++)
+    if (!pristine(m.pamt_4k(pfn + i)) || h.use(pfn + i) != host::Use::kFree) return false;
+  return true;
+}
+#endif
+
+void scan_frames(Module& m, FrameScan* s) {
+  host::HostPages& h = m.host();
+  auto host_mismatch = [&](uint64_t pfn, PageType t) {
+    s->host.push_back({"module", "pamt-vs-host",
+                       "frame " + hex(pfn << 12) + " is PAMT " + tdx::page_type_name(t) +
+                           " but host ledger says " + host::use_name(h.use(pfn))});
+  };
+  for (uint64_t b = 0; b < h.npages() / host::kPagesPer2M; b++) {
+    const uint64_t base = h.base_pfn() + b * host::kPagesPer2M;
+    if (!h.block_touched(b) && !m.pamt_touched(b)) {
+      assert(block_pristine(m, base));
+      continue;
+    }
+    int level = tdx::kLevel1G;
+    tdx::PamtEntry* big = &m.pamt_1g(base);
+    if (big->type == PageType::NDA) level = tdx::kLevel2M, big = &m.pamt_2m(base);
+    if (big->type != PageType::NDA) {
+      // One leaf for the whole block; its head frame is here unless it is a 1G leaf's tail.
+      const PageType t = big->type;
+      if (!((base << 12) & (tdx::level_size(level) - 1)))
+        s->leaves.push_back({base, big->owner, t, level});
+      for (uint64_t pfn = base; pfn < base + host::kPagesPer2M; pfn++)
+        if (h.use(pfn) != host::Use::kModule) host_mismatch(pfn, t);
+      continue;
+    }
+    for (uint64_t pfn = base; pfn < base + host::kPagesPer2M; pfn++) {
+      tdx::PamtEntry& p = m.pamt_4k(pfn);
+      const PageType t = p.type;
+      if (t != PageType::NDA) {
+        s->leaves.push_back({pfn, p.owner, t, tdx::kLevel4K});
+        if (h.use(pfn) != host::Use::kModule) host_mismatch(pfn, t);
+      } else if (h.use(pfn) == host::Use::kModule) {
+        s->host.push_back(
+            {"module", "pamt-vs-host",
+             "frame " + hex(pfn << 12) + " handed to the module but not in its PAMT (lost)"});
+      }
+    }
+  }
+}
+
 class TdChecker {
  public:
-  TdChecker(Module& m, tdx::Td& td, bool quiescent, Violations* out)
-      : m_(m), td_(td), quiescent_(quiescent), out_(out) {}
+  TdChecker(Module& m, tdx::Td& td, bool quiescent, const FrameScan& scan, Violations* out)
+      : m_(m), td_(td), quiescent_(quiescent), scan_(scan), out_(out) {}
 
   // The walks over the whole tree and PAMT run only when quiescent; mid-run (another actor
   // between steps) only the cheap epoch accounting.
@@ -44,6 +111,7 @@ class TdChecker {
     if (!page) return fail("sept-table", "table " + hex(table) + " is not an S-EPT page");
     for (uint64_t i = 0; i < 512; i++) {
       const SeptEntry e{page->e[i].load(std::memory_order_relaxed)};
+      if (!e.raw) continue;  // FREE, unlocked, no HPA: nothing to check
       const uint64_t gpa = gpa_base + (i << tdx::level_shift(level));
       // Built only when something is wrong: this loop runs for every entry at every step.
       auto where_fn = [&] { return "GPA " + hex(gpa) + " " + tdx::level_name(level); };
@@ -96,29 +164,20 @@ class TdChecker {
 #undef where
   // Every page the PAMT gives this TD as REG or EPT is reachable from the tree: none lost.
   void check_pamt_coverage() {
-    host::HostPages& h = m_.host();
-    for (uint64_t pfn = h.base_pfn(); pfn < h.base_pfn() + h.npages(); pfn++) {
-      int level;
-      tdx::PamtEntry& p = m_.pamt_leaf(pfn, &level);
-      if (p.owner != td_.tdr || (p.type != PageType::REG && p.type != PageType::EPT)) continue;
-      if ((pfn << 12) & (tdx::level_size(level) - 1)) continue;  // head frames only
-      if (!seen(pfn))
-        fail("pamt-vs-sept", "page " + hex(pfn << 12) + " (" + tdx::page_type_name(p.type) +
+    for (const PamtLeaf& l : scan_.leaves) {
+      if (l.owner != td_.tdr || (l.type != PageType::REG && l.type != PageType::EPT)) continue;
+      if (!seen(l.pfn))
+        fail("pamt-vs-sept", "page " + hex(l.pfn << 12) + " (" + tdx::page_type_name(l.type) +
                                  ") owned by the TD but not in its S-EPT");
     }
   }
 
   // CHLDCNT counts, in 4K units, every page associated with the TD (§8.22).
   void check_chldcnt() {
-    host::HostPages& h = m_.host();
     int64_t expected = 0;
-    for (uint64_t pfn = h.base_pfn(); pfn < h.base_pfn() + h.npages(); pfn++) {
-      int level;
-      tdx::PamtEntry& p = m_.pamt_leaf(pfn, &level);
-      if (p.owner == td_.tdr && p.type != PageType::TDR && p.type != PageType::NDA &&
-          !((pfn << 12) & (tdx::level_size(level) - 1)))
-        expected += static_cast<int64_t>(tdx::level_pages(level));
-    }
+    for (const PamtLeaf& l : scan_.leaves)
+      if (l.owner == td_.tdr && l.type != PageType::TDR)
+        expected += static_cast<int64_t>(tdx::level_pages(l.level));
     if (expected != td_.chldcnt.load())
       fail("chldcnt", "CHLDCNT " + std::to_string(td_.chldcnt.load()) + ", pages owned " +
                           std::to_string(expected));
@@ -165,34 +224,38 @@ class TdChecker {
   Module& m_;
   tdx::Td& td_;
   bool quiescent_;
+  const FrameScan& scan_;
   Violations* out_;
-  // Frames reached from the tree, by offset in the host pool.
+  // Frames reached from the tree, by offset in the host pool. The buffer is kept across checks
+  // and only the entries this check set are cleared (destructor), so a check costs what the
+  // tree holds rather than the pool size.
   uint8_t& seen(uint64_t pfn) {
-    if (seen_.empty()) seen_.assign(m_.host().npages(), 0);
-    return seen_[pfn - m_.host().base_pfn()];
+    const uint64_t i = pfn - m_.host().base_pfn();
+    if (seen_.size() < m_.host().npages()) seen_.resize(m_.host().npages(), 0);
+    if (!seen_[i]) seen_set_.push_back(i);
+    return seen_[i];
   }
-  std::vector<uint8_t> seen_;
+  static thread_local std::vector<uint8_t> seen_;
+  static thread_local std::vector<uint64_t> seen_set_;
+
+ public:
+  ~TdChecker() {
+    for (uint64_t i : seen_set_) seen_[i] = 0;
+    seen_set_.clear();
+  }
 };
+thread_local std::vector<uint8_t> TdChecker::seen_;
+thread_local std::vector<uint64_t> TdChecker::seen_set_;
 
 }  // namespace
 
 void check_module(Module& m, bool quiescent, size_t* ledger_seen, Violations* out) {
-  for (auto& td : m.tds()) TdChecker(m, *td, quiescent, out).run();
-  host::HostPages& h = m.host();
+  FrameScan scan;
+  if (quiescent) scan_frames(m, &scan);
+  for (auto& td : m.tds()) TdChecker(m, *td, quiescent, scan, out).run();
   // PAMT against the host ledger: what the module owns, the host must have handed over.
-  for (uint64_t pfn = quiescent ? h.base_pfn() : h.base_pfn() + h.npages();
-       pfn < h.base_pfn() + h.npages(); pfn++) {
-    int level;
-    tdx::PamtEntry& p = m.pamt_leaf(pfn, &level);
-    if (p.type != PageType::NDA && h.use(pfn) != host::Use::kModule)
-      out->push_back({"module", "pamt-vs-host",
-                      "frame " + hex(pfn << 12) + " is PAMT " + tdx::page_type_name(p.type) +
-                          " but host ledger says " + host::use_name(h.use(pfn))});
-    if (quiescent && p.type == PageType::NDA && h.use(pfn) == host::Use::kModule)
-      out->push_back(
-          {"module", "pamt-vs-host",
-           "frame " + hex(pfn << 12) + " handed to the module but not in its PAMT (lost)"});
-  }
+  for (auto& v : scan.host) out->push_back(std::move(v));
+  host::HostPages& h = m.host();
   const auto& lv = h.violations();
   for (size_t i = *ledger_seen; i < lv.size(); i++)
     out->push_back({"module", "host-ledger", lv[i]});

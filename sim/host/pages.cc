@@ -32,8 +32,24 @@ HostPages::HostPages(uint64_t base_pfn, uint64_t npages)
       use_(npages, Use::kFree),
       dirty_(npages, 0),
       content_(new std::atomic<uint64_t>[npages]),
-      free_in_block_(npages / kPagesPer2M, kPagesPer2M) {
+      free_in_block_(npages / kPagesPer2M, kPagesPer2M),
+      touched_(new std::atomic<uint8_t>[npages / kPagesPer2M]()) {
   for (uint64_t i = 0; i < n_; i++) content_[i] = junk(base_ + i);
+}
+
+void HostPages::reset() {
+  for (uint64_t b = 0; b < n_ / kPagesPer2M; b++) {
+    if (!touched_[b]) continue;
+    for (uint64_t i = b * kPagesPer2M; i < (b + 1) * kPagesPer2M; i++) {
+      use_[i] = Use::kFree;
+      dirty_[i] = 0;
+      content_[i] = junk(base_ + i);
+    }
+    free_in_block_[b] = kPagesPer2M;
+    touched_[b] = 0;
+  }
+  used_ = 0;
+  violations_.clear();
 }
 
 bool HostPages::alloc(unsigned order, Use use, uint64_t* pfn) {
@@ -47,6 +63,7 @@ bool HostPages::alloc(unsigned order, Use use, uint64_t* pfn) {
         content_[b * kPagesPer2M + i] = junk(base_ + b * kPagesPer2M + i);
       }
       free_in_block_[b] = 0;
+      touched_[b].store(1, std::memory_order_relaxed);
       used_ += kPagesPer2M;
       *pfn = base_ + b * kPagesPer2M;
       return true;
@@ -61,6 +78,7 @@ bool HostPages::alloc(unsigned order, Use use, uint64_t* pfn) {
       use_[idx] = use;
       content_[idx] = junk(base_ + idx);
       free_in_block_[b]--;
+      touch(base_ + idx);
       used_++;
       *pfn = base_ + idx;
       return true;
@@ -104,6 +122,7 @@ void HostPages::transfer(uint64_t pfn, unsigned order, Use from, Use to, const c
       continue;
     }
     Use& u = use_[p - base_];
+    touch(p);
     if (u != from)
       violations_.push_back(std::string(why) + ": " + pfn_str(p) + " is " + use_name(u) +
                             ", expected " + use_name(from));

@@ -31,6 +31,8 @@ class HostPages {
  public:
   // `npages` frames starting at `base_pfn` (both multiples of 512).
   HostPages(uint64_t base_pfn, uint64_t npages);
+  // Back to the state of a new pool, in time proportional to the blocks touched since.
+  void reset();
 
   uint64_t base_pfn() const { return base_; }
   uint64_t npages() const { return n_; }
@@ -47,16 +49,26 @@ class HostPages {
   void transfer(uint64_t pfn, unsigned order, Use from, Use to, const char* why);
 
   Use use(uint64_t pfn) const { return use_[pfn - base_]; }
+  // Whether any frame of 2M block `block` (from the base) was allocated, transferred, written
+  // or marked for write-back since the pool was new: the other blocks are as new (every frame
+  // free), so whole-pool checks and reset() skip them.
+  bool block_touched(uint64_t block) const {
+    return touched_[block].load(std::memory_order_relaxed);
+  }
   // TD-keyed cache lines may exist for this frame (set when the module returns it).
   bool needs_wbinvd(uint64_t pfn) const { return dirty_[pfn - base_]; }
   void set_needs_wbinvd(uint64_t pfn, bool v) {
     std::lock_guard<std::mutex> l(mu_);
+    touch(pfn);
     dirty_[pfn - base_] = v;
   }
 
   // A frame's contents (one 64-bit word stands for the page). Atomic: vCPUs, KVM and the
   // module touch pages from different threads in free-running mode, as real CPUs do.
-  std::atomic<uint64_t>& content(uint64_t pfn) { return content_[pfn - base_]; }
+  std::atomic<uint64_t>& content(uint64_t pfn) {
+    touch(pfn);
+    return content_[pfn - base_];
+  }
   uint64_t content(uint64_t pfn) const {
     return content_[pfn - base_].load(std::memory_order_relaxed);
   }
@@ -73,13 +85,19 @@ class HostPages {
   static uint64_t junk(uint64_t pfn) { return 0x6a756e6b00000000ull | (pfn & 0xffffffffull); }
 
  private:
+  void touch(uint64_t pfn) {
+    std::atomic<uint8_t>& t = touched_[(pfn - base_) / kPagesPer2M];
+    if (!t.load(std::memory_order_relaxed)) t.store(1, std::memory_order_relaxed);
+  }
+
   uint64_t base_, n_;
   uint64_t used_ = 0;
   std::vector<Use> use_;
   std::vector<uint8_t> dirty_;
   std::unique_ptr<std::atomic<uint64_t>[]> content_;
   std::mutex mu_;  // the ledger: the kernel's page allocator has its own locks too
-  std::vector<uint16_t> free_in_block_;  // free frames per 2M block
+  std::vector<uint16_t> free_in_block_;              // free frames per 2M block
+  std::unique_ptr<std::atomic<uint8_t>[]> touched_;  // per 2M block, see block_touched()
   std::vector<std::string> violations_;
 };
 

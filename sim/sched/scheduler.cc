@@ -56,7 +56,9 @@ Scheduler::Scheduler(const Schedule& s, uint64_t step_limit)
       step_limit_(step_limit),
       rng_(s.seed * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull) {}
 
-Scheduler::~Scheduler() = default;
+Scheduler::~Scheduler() {
+  for (auto& a : actors_) Fiber::give_back(std::move(a->fiber));
+}
 
 uint64_t Scheduler::rand() {  // splitmix64: every choice comes from the one seed
   uint64_t z = (rng_ += 0x9e3779b97f4a7c15ull);
@@ -69,7 +71,7 @@ void Scheduler::add_actor(int id, std::function<void()> body) {
   auto a = std::make_unique<Actor>();
   a->id = id;
   a->body = std::move(body);
-  a->fiber = std::make_unique<Fiber>();
+  a->fiber = Fiber::take();
   actors_.push_back(std::move(a));
 }
 
@@ -130,8 +132,17 @@ bool Scheduler::run() {
 }
 
 void Scheduler::go_home(Actor* next) {
-  next_ = next;
-  Fiber::switch_to(cur_->fiber.get(), Fiber::thread_fiber());
+  Actor* self = cur_;
+  if (next && !cancelling_) {
+    // Straight to the next actor: one switch instead of two through the scheduler's context.
+    cur_ = next;
+    next->last_run = ++turns_;
+    Fiber::switch_to(self->fiber.get(), next->fiber.get());
+  } else {
+    next_ = next;
+    Fiber::switch_to(self->fiber.get(), Fiber::thread_fiber());
+  }
+  // Whoever switched back here made this actor current again.
   if (cancelling_ && !cur_->done) throw Cancelled{};
 }
 

@@ -88,7 +88,9 @@ class Scheduler : public Env {
   Actor* pick_other(Actor* from);  // the next runnable actor when `from` cannot go on
   Actor* round_robin(Actor* from);
   Actor* pick_at_yield(const char* where, uint32_t nth);
-  void go_home(Actor* next);  // leave the current actor; `next` runs next (null: stop)
+  // Leaves the current actor: `next` runs next, switched to directly; null (or a run being
+  // cancelled) returns to the scheduler's context.
+  void go_home(Actor* next);
   void abort_run(std::string why);
   uint64_t rand();
 

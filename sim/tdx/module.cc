@@ -1,6 +1,11 @@
 // Module construction, PAMT, the S-EPT walk, the common prologue and the SEAMCALL dispatcher.
 #include "sim/tdx/module.h"
 
+#include <algorithm>
+#include <cassert>
+#include <functional>
+#include <new>
+
 #include "sim/tdx/call.h"
 
 namespace tdx {
@@ -70,9 +75,42 @@ Module::Module(host::HostPages& host, Options opts, Hooks* hooks)
       pamt4k_(n_),
       pamt2m_((n_ + 511) >> 9),
       pamt1g_((n_ + (1u << 18) - 1) >> 18),
+      touched_(new std::atomic<uint8_t>[pamt2m_.size()]()),
       sept_pages_(n_) {}
 
 Module::~Module() = default;
+
+void Module::reset(const Options& opts, Hooks* hooks) {
+  opts_ = opts;
+  set_hooks(hooks);
+  auto renew = [](PamtEntry& p) {
+    p.~PamtEntry();
+    new (&p) PamtEntry;
+  };
+  for (uint64_t b = 0; b < pamt2m_.size(); b++) {
+    const uint64_t first = b << 9, end = std::min<uint64_t>(first + 512, n_);
+    if (!touched_[b].load(std::memory_order_relaxed)) {
+      // Locks are released when a call returns and BEPOCH is set only on pages the TD owns.
+      auto pristine = [](const PamtEntry& p) {
+        return p.type == PageType::NDA && !p.owner && !p.bepoch && !p.lock.held();
+      };
+      assert(pristine(pamt2m_[b]));
+      for (uint64_t i = first; i < end; i++) assert(pristine(pamt4k_[i]) && !sept_pages_[i]);
+      (void)pristine;
+      continue;
+    }
+    for (uint64_t i = first; i < end; i++) {
+      renew(pamt4k_[i]);
+      sept_pages_[i].reset();
+    }
+    renew(pamt2m_[b]);
+    touched_[b].store(0, std::memory_order_relaxed);
+  }
+  for (auto& g : pamt1g_) renew(g);
+  tds_.clear();
+  next_hkid_ = 1;
+  injections_.clear();
+}
 
 bool Module::in_tdmr(uint64_t pa, uint64_t size) const {
   const uint64_t lo = base_ << host::kPageShift, hi = (base_ + n_) << host::kPageShift;
@@ -87,6 +125,28 @@ PamtEntry& Module::pamt_leaf(uint64_t pfn, int* level) {
   return *level = 0, pamt_4k(pfn);
 }
 
+void Module::set_pamt(PamtEntry& p, PageType type, uint64_t owner) {
+  p.type = type;
+  p.owner = owner;
+  auto index_in = [&](const std::vector<PamtEntry>& v, uint64_t* i) {
+    const std::less<const PamtEntry*> lt;
+    if (lt(&p, v.data()) || !lt(&p, v.data() + v.size())) return false;
+    *i = static_cast<uint64_t>(&p - v.data());
+    return true;
+  };
+  uint64_t i, first, count = 1;
+  if (index_in(pamt4k_, &i))
+    first = i >> 9;
+  else if (index_in(pamt2m_, &i))
+    first = i;
+  else if (index_in(pamt1g_, &i))
+    first = i << 9, count = 512;
+  else
+    return;
+  for (uint64_t b = first; b < first + count && b < pamt2m_.size(); b++)
+    touched_[b].store(1, std::memory_order_relaxed);
+}
+
 SeptPage* Module::sept_page(uint64_t hpa) {
   const uint64_t pfn = hpa >> host::kPageShift;
   if (pfn < base_ || pfn - base_ >= n_) return nullptr;
@@ -94,7 +154,9 @@ SeptPage* Module::sept_page(uint64_t hpa) {
 }
 
 SeptPage* Module::new_sept_page(uint64_t hpa) {
-  auto& p = sept_pages_[(hpa >> host::kPageShift) - base_];
+  const uint64_t i = (hpa >> host::kPageShift) - base_;
+  touched_[i >> 9].store(1, std::memory_order_relaxed);
+  auto& p = sept_pages_[i];
   p = std::make_unique<SeptPage>();
   return p.get();
 }

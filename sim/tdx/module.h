@@ -49,7 +49,8 @@ struct Options {
 };
 
 // Fields are atomic because the module reads them while walking the PAMT before it takes
-// an entry's lock (pamt_leaf), as the real module does; writers hold the lock.
+// an entry's lock (pamt_leaf), as the real module does; writers hold the lock. Type and owner
+// change only through Module::set_pamt.
 struct PamtEntry {
   SharexLock lock;
   std::atomic<PageType> type{PageType::NDA};
@@ -143,6 +144,9 @@ class Module {
   ~Module();
   Module(const Module&) = delete;
   Module& operator=(const Module&) = delete;
+  // Back to the state of a new module over the same (reset) host pool, in time proportional
+  // to the 2M blocks touched since (pamt_touched).
+  void reset(const Options& opts, Hooks* hooks);
 
   const Options& options() const { return opts_; }
   host::HostPages& host() { return host_; }
@@ -203,6 +207,15 @@ class Module {
   PamtEntry& pamt_1g(uint64_t pfn) { return pamt1g_[(pfn - base_) >> 18]; }
   // The PAMT leaf covering a frame: the 1G or 2M entry when it is not NDA, else the 4K one.
   PamtEntry& pamt_leaf(uint64_t pfn, int* level);
+  // Sets an entry's type and owner and records the 2M blocks it covers as touched (S-EPT pages
+  // are created in touched blocks too).
+  void set_pamt(PamtEntry& p, PageType type, uint64_t owner);
+  // Whether any PAMT entry covering 2M block `block` (from the TDMR base) ever had its type or
+  // owner set: in the other blocks every level is NDA with no owner, so whole-PAMT checks
+  // skip them.
+  bool pamt_touched(uint64_t block) const {
+    return touched_[block].load(std::memory_order_relaxed);
+  }
   bool in_tdmr(uint64_t pa, uint64_t size) const;
   SeptPage* sept_page(uint64_t hpa);
   // Walks like the module (stops at a leaf or a non-present entry above `level`).
@@ -240,6 +253,7 @@ class Module {
   uint64_t base_;
   uint64_t n_;
   std::vector<PamtEntry> pamt4k_, pamt2m_, pamt1g_;
+  std::unique_ptr<std::atomic<uint8_t>[]> touched_;    // by 2M block (set_pamt)
   std::vector<std::unique_ptr<SeptPage>> sept_pages_;  // by frame
   std::vector<std::unique_ptr<Td>> tds_;
   uint32_t next_hkid_ = 1;

@@ -10,8 +10,7 @@ uint64_t Module::create_td(int nvcpus, BuildStage stage) {
     uint64_t pfn;
     if (!host_.alloc(0, host::Use::kModule, &pfn)) return 0;
     PamtEntry& p = pamt_4k(pfn);
-    p.type = type;
-    p.owner = owner ? owner : pfn << host::kPageShift;
+    set_pamt(p, type, owner ? owner : pfn << host::kPageShift);
     p.bepoch = 0;
     return pfn << host::kPageShift;
   };

@@ -26,8 +26,7 @@ Regs Module::tdh_mem_page_add(const Regs& in) {
     if (!check_new_page(c, in.r8, kLevel4K, Operand::R8, &pp)) return false;
     const uint64_t dst = in.r8 >> host::kPageShift, src = in.r9 >> host::kPageShift;
     host_.content(dst) = host_.contains(src) ? host_.content(src).load() : 0;
-    pp->type = PageType::REG;
-    pp->owner = t.td->tdr;
+    set_pamt(*pp, PageType::REG, t.td->tdr);
     pp->bepoch = 0;
     t.td->chldcnt.fetch_add(1);
     t.td->mrtd = (t.td->mrtd ^ t.gpa) * 0x100000001b3ull;  // TDH.MR.EXTEND stand-in
@@ -51,8 +50,7 @@ Regs Module::tdh_mem_page_aug(const Regs& in) {
       return c.fail_entry(raw(Status::EPT_ENTRY_STATE_INCORRECT, Operand::RCX), t.e, t.level);
     PamtEntry* pp;
     if (!check_new_page(c, in.r8, t.level, Operand::R8, &pp)) return false;
-    pp->type = PageType::REG;
-    pp->owner = t.td->tdr;
+    set_pamt(*pp, PageType::REG, t.td->tdr);
     pp->bepoch = 0;
     t.td->chldcnt.fetch_add(static_cast<int64_t>(level_pages(t.level)));
     sept_write_locked(*t.slot, SeptEntry::make(SeptState::PENDING, in.r8));
@@ -88,8 +86,7 @@ Regs Module::tdh_mem_page_remove(const Regs& in) {
     }
     sept_write_locked(*t.slot, SeptEntry::make(SeptState::FREE, 0));
     t.td->chldcnt.fetch_sub(static_cast<int64_t>(level_pages(t.level)));
-    pp.type = PageType::NDA;
-    pp.owner = 0;
+    set_pamt(pp, PageType::NDA, 0);
     pp.bepoch = 0;
     c.out.rcx = hpa;
     return true;

@@ -56,12 +56,10 @@ Regs Module::tdh_mem_page_demote(const Regs& in) {
     c.yield("demote-pamt-locked");
     for (uint64_t i = 0; i < 512; i++) {
       PamtEntry& ch = child_level == kLevel4K ? pamt_4k(pfn + i) : pamt_2m(pfn + i * 512);
-      ch.type = big_pamt.type.load();
-      ch.owner = big_pamt.owner.load();
+      set_pamt(ch, big_pamt.type.load(), big_pamt.owner.load());
       ch.bepoch = 0;
     }
-    big_pamt.type = PageType::NDA;
-    big_pamt.owner = 0;
+    set_pamt(big_pamt, PageType::NDA, 0);
     big_pamt.bepoch = 0;
     // Commit (cannot fail): children are the parent unblocked, HPA striding.
     SeptPage* sp = new_sept_page(in.r8);
@@ -69,8 +67,7 @@ Regs Module::tdh_mem_page_demote(const Regs& in) {
     for (uint64_t i = 0; i < 512; i++)
       sp->e[i].store(SeptEntry::make(cs, hpa + i * level_size(child_level)).raw,
                      std::memory_order_relaxed);
-    np->type = PageType::EPT;
-    np->owner = t.td->tdr;
+    set_pamt(*np, PageType::EPT, t.td->tdr);
     np->bepoch = 0;
     t.td->chldcnt.fetch_add(1);
     sept_write_locked(*t.slot, SeptEntry::make(SeptState::NL_MAPPED, in.r8));
@@ -147,19 +144,16 @@ Regs Module::tdh_mem_page_promote(const Regs& in) {
     c.hold(big.lock, LockMode::kExclusive);
     c.yield("promote-pamt-locked");
     PamtEntry& first = child_level == kLevel4K ? pamt_4k(pfn) : pamt_2m(pfn);
-    big.type = first.type.load();
-    big.owner = first.owner.load();  // BEPOCH of the merged entry is not reset (§5 step 7)
+    set_pamt(big, first.type.load(), first.owner.load());  // BEPOCH is not reset (§5 step 7)
     for (uint64_t i = 0; i < 512; i++) {
       PamtEntry& ch = child_level == kLevel4K ? pamt_4k(pfn + i) : pamt_2m(pfn + i * 512);
-      ch.type = PageType::NDA;
-      ch.owner = 0;
+      set_pamt(ch, PageType::NDA, 0);
       ch.bepoch = 0;
     }
     locked_children.clear();  // the table goes away with its locks
     sept_write_locked(*t.slot, c0);
     t.td->chldcnt.fetch_sub(1);
-    tp.type = PageType::NDA;
-    tp.owner = 0;
+    set_pamt(tp, PageType::NDA, 0);
     tp.bepoch = 0;
     free_sept_page(child_table);
     c.out.rcx = child_table;

@@ -44,8 +44,7 @@ Regs Module::tdh_mem_sept_add(const Regs& in) {
     if (!check_new_page(c, page, kLevel4K, Operand::R8, &pp)) return false;
     // Commit: a zeroed table of FREE entries under a new NL_MAPPED entry.
     new_sept_page(page);
-    pp->type = PageType::EPT;
-    pp->owner = t.td->tdr;
+    set_pamt(*pp, PageType::EPT, t.td->tdr);
     pp->bepoch = 0;
     t.td->chldcnt.fetch_add(1);
     sept_write_locked(*t.slot, SeptEntry::make(SeptState::NL_MAPPED, page));
@@ -84,8 +83,7 @@ Regs Module::tdh_mem_sept_remove(const Regs& in) {
         return c.fail_entry(raw(Status::EPT_PAGE_NOT_FREE, Operand::RCX), t.e, t.level);
     sept_write_locked(*t.slot, SeptEntry::make(SeptState::FREE, 0));
     t.td->chldcnt.fetch_sub(1);
-    cp.type = PageType::NDA;
-    cp.owner = 0;
+    set_pamt(cp, PageType::NDA, 0);
     cp.bepoch = 0;
     free_sept_page(child);
     c.out.rcx = child;

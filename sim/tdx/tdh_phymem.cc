@@ -57,8 +57,7 @@ Regs Module::tdh_phymem_page_reclaim(const Regs& in) {
     c.out.r8 = static_cast<uint64_t>(lvl);
     if (!is_tdr) td->chldcnt.fetch_sub(static_cast<int64_t>(level_pages(lvl)));
     if (sept_page(pa)) free_sept_page(pa);  // S-EPT pages, including the root
-    p.type = PageType::NDA;
-    p.owner = 0;
+    set_pamt(p, PageType::NDA, 0);
     p.bepoch = 0;
     if (is_tdr) {
       c.release_all();

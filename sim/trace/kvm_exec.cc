@@ -12,6 +12,7 @@
 #include "sim/trace/call_log.h"
 #include "sim/trace/exec.h"
 #include "sim/trace/kvm_exec.h"
+#include "sim/trace/stack_pool.h"
 
 namespace trace {
 namespace {
@@ -29,8 +30,9 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
   KvmExec(const Trace& t, const RunOptions& o, const KvmRunConfig& cfg)
       : t_(t),
         opts_(o),
-        host_(kBasePfn, (t.memory + 2048 + 511) / 512 * 512),
-        module_(host_, module_options(t)),
+        stack_(kBasePfn, (t.memory + 2048 + 511) / 512 * 512, module_options(t), nullptr),
+        host_(stack_.host()),
+        module_(stack_.module()),
         kvm_(host_, module_, kvm_options(t, cfg), t.vcpus, t.memory),
         guest_(kvm_),
         model_(t.memory),
@@ -456,8 +458,9 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
 
   const Trace& t_;
   RunOptions opts_;
-  host::HostPages host_;
-  tdx::Module module_;
+  PooledStack stack_;
+  host::HostPages& host_;
+  tdx::Module& module_;
   kvm::Kvm kvm_;
   guest::Guest guest_;
   check::GuestDataModel model_;

@@ -11,6 +11,7 @@
 #include "sim/trace/call_log.h"
 #include "sim/trace/exec.h"
 #include "sim/trace/kvm_exec.h"
+#include "sim/trace/stack_pool.h"
 
 namespace trace {
 namespace {
@@ -32,7 +33,11 @@ struct Outcome {
 class ModuleExec : public tdx::Hooks {
  public:
   ModuleExec(const Trace& t, const RunOptions& o)
-      : t_(t), opts_(o), host_(kBasePfn, pool_pages(t.memory)), m_(host_, module_options(t), this) {
+      : t_(t),
+        opts_(o),
+        stack_(kBasePfn, pool_pages(t.memory), module_options(t), this),
+        host_(stack_.host()),
+        m_(stack_.module()) {
     tdr_ = m_.create_td(t.vcpus);
     apply_injections(t, m_);
   }
@@ -306,6 +311,10 @@ class ModuleExec : public tdx::Hooks {
     // Every page handed to the module, lowest first (a large page's head comes first), then
     // the TDR once its child count is zero. -v shows a summary rather than every RECLAIM.
     for (uint64_t pfn = host_.base_pfn(); pfn < host_.base_pfn() + host_.npages(); pfn++) {
+      if (!host_.block_touched((pfn - host_.base_pfn()) / host::kPagesPer2M)) {
+        pfn |= host::kPagesPer2M - 1;  // a block never allocated from: every frame is free
+        continue;
+      }
       if (host_.use(pfn) != host::Use::kModule || (pfn << host::kPageShift) == tdr_) continue;
       Regs r = call(Leaf::PHYMEM_PAGE_RECLAIM, pfn << host::kPageShift);
       if (r.rax != tdx::raw(Status::SUCCESS)) continue;  // the ledger check reports what is left
@@ -330,8 +339,9 @@ class ModuleExec : public tdx::Hooks {
 
   const Trace& t_;
   RunOptions opts_;
-  host::HostPages host_;
-  tdx::Module m_;
+  PooledStack stack_;
+  host::HostPages& host_;
+  tdx::Module& m_;
   uint64_t tdr_ = 0;
   bool irq_ = false;
   uint64_t irq_skip_ = 0;
