@@ -47,8 +47,21 @@ int Kvm::kvm_arch_vcpu_ioctl_run(int v) {
       continue;
     }
     yield("vcpu-enter");
+    // vcpu_enter_guest checks pending requests after setting IN_GUEST_MODE: a VM that died
+    // meanwhile (KVM_REQ_VM_DEAD) is not entered.
+    if (vm_dead_) {
+      leave_guest_mode(v);
+      return -kEIO;
+    }
     tdx::Regs r = seamcall(Leaf::VP_ENTER, tdvpr(v));
     if (r.rax == 0) {
+      // The VM died while VP.ENTER ran: kvm_vm_dead()'s KVM_REQ_VM_DEAD IPI, sent while the
+      // vCPU was IN_GUEST_MODE, takes it straight out again (kvm_ops found a vCPU left inside
+      // a dead VM holding its epoch, failing a later zap's REMOVE).
+      if (vm_dead_) {
+        vcpu_async_exit(v);
+        return -kEIO;
+      }
       // An IPI that arrived meanwhile takes the vCPU straight out again.
       // It did enter: a kick that takes it out again is the host's progress, not a failed
       // attempt (a long zap kicks once per leaf).
