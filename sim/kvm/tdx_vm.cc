@@ -99,7 +99,12 @@ int Kvm::kvm_pre_fault_memory(uint64_t gfn, int max_level) {
   if (gfn >= nr_gfns_) return -kEINVAL;
   uint64_t spte;
   int level;
-  if (mirror_leaf(gfn, &spte, &level)) return 0;
+  // Walked under mmu_lock: without it a racing zap may free the page table being read (the
+  // free-running TSan stress caught the unlocked walk racing a fault's page-table allocation).
+  mmu_read_lock();
+  const bool mapped = mirror_leaf(gfn, &spte, &level);
+  mmu_read_unlock();
+  if (mapped) return 0;
   for (uint64_t tries = 0; tries <= opts_.local_retry_limit; tries++) {
     int r = kvm_mmu_do_page_fault(0, gfn, max_level, /*leave_mapped=*/true);
     if (r != RET_PF_RETRY) return r < 0 ? r : 0;
