@@ -97,14 +97,9 @@ int Kvm::kvm_pre_fault_memory(uint64_t gfn, int max_level) {
   if (vm_dead_) return -kEIO;
   if (!pre_fault_allowed_) return -kEOPNOTSUPP;
   if (gfn >= nr_gfns_) return -kEINVAL;
-  uint64_t spte;
-  int level;
-  // Walked under mmu_lock: without it a racing zap may free the page table being read (the
-  // free-running TSan stress caught the unlocked walk racing a fault's page-table allocation).
-  mmu_read_lock();
-  const bool mapped = mirror_leaf(gfn, &spte, &level);
-  mmu_read_unlock();
-  if (mapped) return 0;
+  // No separate "already mapped" walk: the fault path with leave_mapped treats an existing
+  // leaf as done under mmu_lock. (A walk of our own raced faults' page-table allocations; the
+  // free-running TSan stress caught it.)
   for (uint64_t tries = 0; tries <= opts_.local_retry_limit; tries++) {
     int r = kvm_mmu_do_page_fault(0, gfn, max_level, /*leave_mapped=*/true);
     if (r != RET_PF_RETRY) return r < 0 ? r : 0;
