@@ -18,8 +18,9 @@ int Kvm::kvm_arch_vcpu_ioctl_run(int v) {
       // The guest touched a page before accepting it, enough times (ENOMEM-failed faults) to
       // arm the zero-step filter; KVM has since AUGed it, but under SEPT_VE_DISABLE the filter
       // keeps counting the PENDING page as faulting, and only the guest's ACCEPT could clear
-      // it. The kernel re-enters until a signal: the guest's own denial of service, not a host
-      // liveness failure. Our choice: end KVM_RUN as a signal would. Found by kvm_ops.
+      // it (tdx-module.md §2.14 step 4). The kernel re-enters until a signal (kvm-tdx.md §2.F):
+      // the guest's own denial of service, not a host liveness failure. Our choice: end
+      // KVM_RUN as a signal would. Found by kvm_ops.
       sched::hit(sched::Probe::zero_step_pending_spin);
       return -kEINTR;
     }
@@ -48,14 +49,14 @@ int Kvm::kvm_arch_vcpu_ioctl_run(int v) {
     }
     yield("vcpu-enter");
     // vcpu_enter_guest checks pending requests after setting IN_GUEST_MODE: a VM that died
-    // meanwhile (KVM_REQ_VM_DEAD) is not entered.
+    // meanwhile (KVM_REQ_VM_DEAD, kvm-tdx.md §3) is not entered.
     if (vm_dead_) {
       leave_guest_mode(v);
       return -kEIO;
     }
     tdx::Regs r = seamcall(Leaf::VP_ENTER, tdvpr(v));
     if (r.rax == 0) {
-      // The VM died while VP.ENTER ran: kvm_vm_dead()'s KVM_REQ_VM_DEAD IPI, sent while the
+      // The VM died while VP.ENTER ran: kvm_vm_dead()'s KVM_REQ_VM_DEAD IPI (§3), sent while the
       // vCPU was IN_GUEST_MODE, takes it straight out again (kvm_ops found a vCPU left inside
       // a dead VM holding its epoch, failing a later zap's REMOVE).
       if (vm_dead_) {
@@ -243,7 +244,8 @@ int Kvm::tdx_handle_ept_violation(int v, uint64_t gpa, unsigned eeq_type,
     if (r != RET_PF_RETRY) break;
     if (vm_dead_) return -kEIO;  // KVM_REQ_VM_DEAD pending
     // An invalidation over this range is in progress (a conversion or punch hole that drops
-    // mmu_lock between leaves): the kernel spins here until it ends, however long it takes.
+    // mmu_lock between leaves): the kernel spins here until it ends, however long it takes
+    // (kvm-tdx.md §2.A A1 step 2: the local retry stops only for events, signals, VM_DEAD).
     // Waiting for it is progress, not a failed attempt, so it does not use up the retry
     // budget (kvm_ops found a 510-page conversion exhausting it).
     if (invalidation_covers(gfn, max_level) &&

@@ -97,7 +97,7 @@ struct Td {
   std::array<std::atomic<uint32_t>, 2> refcount{};
   std::atomic<int64_t> chldcnt{0};  // pages of all kinds associated with the TD, in 4K units
   // TD attribute SEPT_VE_DISABLE: PENDING leaves have suppress-#VE set, so a guest access to
-  // one exits to the host instead of raising #VE (§2.15).
+  // one exits to the host instead of raising #VE (tdx-module.md §2.15). Set by KVM at TD init.
   bool sept_ve_disable = true;
   uint64_t mrtd = 0;  // a stand-in for the measurement: hash of PAGE.ADD GPAs
   std::vector<Vcpu> vcpus;

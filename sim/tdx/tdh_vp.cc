@@ -28,7 +28,8 @@ bool Module::ept_violation_exit(uint64_t tdvpr, uint64_t gpa) {
   return td_exit(tdvpr);
 }
 
-// is_epf_expected: the walk fails, and not with a violation the CPU converts to #VE. A PENDING
+// is_epf_expected (§2.14 step 4): the walk fails, and not with a violation the CPU converts to
+// #VE (§2.15, last paragraph). A PENDING
 // leaf converts only without SEPT_VE_DISABLE; with it (the default, as Linux guests set it)
 // a listed GPA the host has AUGed still counts as faulting until the guest ACCEPTs it.
 bool Module::would_fault(Td& td, uint64_t gpa) {
