@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -45,6 +46,8 @@ class HostPages {
   // Returns frames to the allocator; records a violation for a frame that is not held by the
   // host or that still needs a cache write-back.
   void free(uint64_t pfn, unsigned order);
+  // free(pfn, 0) of each frame in turn, under one acquisition of the ledger lock.
+  void free_frames(const uint64_t* pfns, size_t n);
   // Moves frames between owners, recording a violation when `from` is not the current owner.
   void transfer(uint64_t pfn, unsigned order, Use from, Use to, const char* why);
 
@@ -85,6 +88,9 @@ class HostPages {
   static uint64_t junk(uint64_t pfn) { return 0x6a756e6b00000000ull | (pfn & 0xffffffffull); }
 
  private:
+  void free_locked(uint64_t pfn);
+  void free_violation(uint64_t pfn);
+  void transfer_violation(uint64_t pfn, Use from, const char* why);
   void touch(uint64_t pfn) {
     std::atomic<uint8_t>& t = touched_[(pfn - base_) / kPagesPer2M];
     if (!t.load(std::memory_order_relaxed)) t.store(1, std::memory_order_relaxed);
