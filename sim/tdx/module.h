@@ -9,6 +9,7 @@
 
 #include <array>
 #include <atomic>
+#include <cassert>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -210,6 +211,9 @@ class Module {
   // Sets an entry's type and owner and records the 2M blocks it covers as touched (S-EPT pages
   // are created in touched blocks too).
   void set_pamt(PamtEntry& p, PageType type, uint64_t owner);
+  // The same for the entry of frame `pfn` at `level` (pamt_4k/2m/1g(pfn)), when the caller
+  // knows them: the touched blocks follow without finding the table.
+  void set_pamt(PamtEntry& p, int level, uint64_t pfn, PageType type, uint64_t owner);
   // Whether any PAMT entry covering 2M block `block` (from the TDMR base) ever had its type or
   // owner set: in the other blocks every level is NDA with no owner, so whole-PAMT checks
   // skip them.
@@ -296,6 +300,19 @@ inline void Module::set_pamt(PamtEntry& p, PageType type, uint64_t owner) {
     first = k << 9, count = 512;
   else
     return;
+  for (uint64_t b = first; b < first + count && b < pamt2m_.size(); b++)
+    touched_[b].store(1, std::memory_order_relaxed);
+}
+
+inline void Module::set_pamt(PamtEntry& p, int level, uint64_t pfn, PageType type, uint64_t owner) {
+  assert(&p == (level == kLevel4K   ? &pamt_4k(pfn)
+                : level == kLevel2M ? &pamt_2m(pfn)
+                                    : &pamt_1g(pfn)));
+  p.type = type;
+  p.owner = owner;
+  const uint64_t off = pfn - base_;
+  uint64_t first = off >> 9, count = 1;
+  if (level == kLevel1G) first = (off >> 18) << 9, count = 512;
   for (uint64_t b = first; b < first + count && b < pamt2m_.size(); b++)
     touched_[b].store(1, std::memory_order_relaxed);
 }
