@@ -53,7 +53,7 @@ void HostPages::reset() {
 }
 
 bool HostPages::alloc(unsigned order, Use use, uint64_t* pfn) {
-  std::lock_guard<std::mutex> l(mu_);
+  std::lock_guard<LedgerLock> l(mu_);
   const uint64_t blocks = free_in_block_.size();
   if (order == 9) {
     for (uint64_t b = 0; b < blocks; b++) {
@@ -114,12 +114,12 @@ inline void HostPages::free_locked(uint64_t p) {
 }
 
 void HostPages::free(uint64_t pfn, unsigned order) {
-  std::lock_guard<std::mutex> l(mu_);
+  std::lock_guard<LedgerLock> l(mu_);
   for (uint64_t i = 0; i < (1ull << order); i++) free_locked(pfn + i);
 }
 
 void HostPages::free_frames(const uint64_t* pfns, size_t n) {
-  std::lock_guard<std::mutex> l(mu_);
+  std::lock_guard<LedgerLock> l(mu_);
   for (size_t i = 0; i < n; i++) free_locked(pfns[i]);
 }
 
@@ -133,9 +133,9 @@ void HostPages::free_frames(const uint64_t* pfns, size_t n) {
 }
 
 void HostPages::transfer(uint64_t pfn, unsigned order, Use from, Use to, const char* why) {
-  std::lock_guard<std::mutex> l(mu_);
-  for (uint64_t i = 0; i < (1ull << order); i++) {
-    const uint64_t p = pfn + i;
+  const uint64_t end = pfn + (1ull << order);
+  std::lock_guard<LedgerLock> l(mu_);
+  for (uint64_t p = pfn; p < end; p++) {
     if (!contains(p)) [[unlikely]] {
       transfer_violation(p, from, why);
       continue;
