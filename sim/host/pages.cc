@@ -53,7 +53,7 @@ void HostPages::reset() {
 }
 
 bool HostPages::alloc(unsigned order, Use use, uint64_t* pfn) {
-  std::lock_guard<std::mutex> l(mu_);
+  std::lock_guard<LedgerLock> l(mu_);
   const uint64_t blocks = free_in_block_.size();
   if (order == 9) {
     for (uint64_t b = 0; b < blocks; b++) {
@@ -87,45 +87,63 @@ bool HostPages::alloc(unsigned order, Use use, uint64_t* pfn) {
   return false;
 }
 
+// Violations are rare: their strings are built out of line, away from the per-frame loops.
+[[gnu::noinline, gnu::cold]] void HostPages::free_violation(uint64_t p) {
+  if (!contains(p))
+    violations_.push_back("free of " + pfn_str(p) + " outside host memory");
+  else if (use_[p - base_] == Use::kFree)
+    violations_.push_back("double free of " + pfn_str(p));
+  else if (use_[p - base_] == Use::kModule)
+    violations_.push_back("free of " + pfn_str(p) + " while the TDX module owns it");
+  else
+    violations_.push_back("free of " + pfn_str(p) + " without TDH.PHYMEM.PAGE.WBINVD");
+}
+
+inline void HostPages::free_locked(uint64_t p) {
+  if (!contains(p)) [[unlikely]]
+    return free_violation(p);
+  const uint64_t i = p - base_;
+  if (use_[i] == Use::kFree || use_[i] == Use::kModule) [[unlikely]]
+    return free_violation(p);
+  if (dirty_[i]) [[unlikely]]
+    free_violation(p);  // recorded, and the frame is freed all the same
+  dirty_[i] = 0;
+  use_[i] = Use::kFree;
+  free_in_block_[i / kPagesPer2M]++;
+  used_--;
+}
+
 void HostPages::free(uint64_t pfn, unsigned order) {
-  std::lock_guard<std::mutex> l(mu_);
-  for (uint64_t i = 0; i < (1ull << order); i++) {
-    uint64_t p = pfn + i;
-    if (!contains(p)) {
-      violations_.push_back("free of " + pfn_str(p) + " outside host memory");
-      continue;
-    }
-    Use u = use_[p - base_];
-    if (u == Use::kFree) {
-      violations_.push_back("double free of " + pfn_str(p));
-      continue;
-    }
-    if (u == Use::kModule) {
-      violations_.push_back("free of " + pfn_str(p) + " while the TDX module owns it");
-      continue;
-    }
-    if (dirty_[p - base_])
-      violations_.push_back("free of " + pfn_str(p) + " without TDH.PHYMEM.PAGE.WBINVD");
-    dirty_[p - base_] = 0;
-    use_[p - base_] = Use::kFree;
-    free_in_block_[(p - base_) / kPagesPer2M]++;
-    used_--;
-  }
+  std::lock_guard<LedgerLock> l(mu_);
+  for (uint64_t i = 0; i < (1ull << order); i++) free_locked(pfn + i);
+}
+
+void HostPages::free_frames(const uint64_t* pfns, size_t n) {
+  std::lock_guard<LedgerLock> l(mu_);
+  for (size_t i = 0; i < n; i++) free_locked(pfns[i]);
+}
+
+[[gnu::noinline, gnu::cold]] void HostPages::transfer_violation(uint64_t p, Use from,
+                                                                const char* why) {
+  if (!contains(p))
+    violations_.push_back(std::string(why) + ": " + pfn_str(p) + " outside host memory");
+  else
+    violations_.push_back(std::string(why) + ": " + pfn_str(p) + " is " +
+                          use_name(use_[p - base_]) + ", expected " + use_name(from));
 }
 
 void HostPages::transfer(uint64_t pfn, unsigned order, Use from, Use to, const char* why) {
-  std::lock_guard<std::mutex> l(mu_);
-  for (uint64_t i = 0; i < (1ull << order); i++) {
-    uint64_t p = pfn + i;
-    if (!contains(p)) {
-      violations_.push_back(std::string(why) + ": " + pfn_str(p) + " outside host memory");
+  const uint64_t end = pfn + (1ull << order);
+  std::lock_guard<LedgerLock> l(mu_);
+  for (uint64_t p = pfn; p < end; p++) {
+    if (!contains(p)) [[unlikely]] {
+      transfer_violation(p, from, why);
       continue;
     }
     Use& u = use_[p - base_];
     touch(p);
-    if (u != from)
-      violations_.push_back(std::string(why) + ": " + pfn_str(p) + " is " + use_name(u) +
-                            ", expected " + use_name(from));
+    if (u != from) [[unlikely]]
+      transfer_violation(p, from, why);
     else
       u = to;
   }

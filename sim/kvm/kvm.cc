@@ -4,6 +4,7 @@
 
 #include "sim/sched/probe.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <sstream>
 
@@ -136,16 +137,14 @@ bool Kvm::vcpu_in_guest(int v) const {
   return td && v < static_cast<int>(td->vcpus.size()) && td->vcpus[v].in_td;
 }
 
-bool Kvm::KVM_BUG_ON(bool cond, const char* function, const char* condition, uint64_t status,
-                     bool has_status) {
-  if (!cond) return false;
+void Kvm::kvm_bug_on_fired(const char* function, const char* condition, uint64_t status,
+                           bool has_status) {
   {
     std::lock_guard<std::mutex> l(report_mu_);
     bug_ons_.push_back(
         {function, condition, has_status ? tdx::status_name(status) : std::string()});
   }
   if (!vm_bugged_.exchange(true)) kvm_vm_dead_();
-  return true;
 }
 
 // kvm_vm_dead: KVM_REQ_VM_DEAD to every vCPU (WAIT): each leaves guest mode and KVM_RUN fails.
@@ -154,7 +153,7 @@ void Kvm::kvm_vm_dead_() {
   for (int v = 0; v < nr_vcpus(); v++) vcpu_async_exit(v);
 }
 
-void Kvm::lockdep_assert(LockNeed need, const char* function) {
+void Kvm::lockdep_assert_slow(LockNeed need, const char* function) {
   // lockdep asks whether *this* thread holds the lock.
   const int me = env_->actor() + 1;
   const bool w = mmu_lock_.writer && mmu_lock_.writer_actor == me;
@@ -306,7 +305,7 @@ void Kvm::gmem_truncate(uint64_t start, uint64_t end) {
   std::lock_guard<std::mutex> l(gmem_mu_);
   for (uint64_t g = start; g < end;) {
     GmemRange& r = gmem_[g >> 9];
-    const uint64_t lo = g & ~511ull, hi = lo + 512;
+    const uint64_t lo = g & ~511ull, hi = lo + 512, stop = std::min(end, hi);
     if (r.huge_pfn != ~0ull) {
       if (g == lo && end >= hi) {
         host_.free(r.huge_pfn, 9);
@@ -318,11 +317,19 @@ void Kvm::gmem_truncate(uint64_t start, uint64_t end) {
       for (uint64_t i = 0; i < 512; i++) r.small[i] = r.huge_pfn + i;
       r.huge_pfn = ~0ull;
     }
-    if (!r.small.empty() && r.small[g & 511] != ~0ull) {
-      host_.free(r.small[g & 511], 0);
-      r.small[g & 511] = ~0ull;
+    if (!r.small.empty()) {
+      // The 4K folios of this 2M range, freed in GFN order under one ledger lock.
+      uint64_t pfns[512];
+      size_t n = 0;
+      for (; g < stop; g++) {
+        uint64_t& s = r.small[g & 511];
+        if (s == ~0ull) continue;
+        pfns[n++] = s;
+        s = ~0ull;
+      }
+      host_.free_frames(pfns, n);
     }
-    g++;
+    g = stop;
   }
 }
 

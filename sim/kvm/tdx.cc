@@ -129,10 +129,10 @@ int Kvm::tdx_sept_remove_private_spte(uint64_t gfn, int level, uint64_t pfn) {
            "WARN: TDH.PHYMEM.PAGE.RECLAIM -> " + tdx::status_name(r.rax) + "; page leaked"});
       return 0;
     }
-    for (uint64_t i = 0; i < pages_per(level); i++) {
-      host_.transfer(pfn + i, 0, host::Use::kModule, host::Use::kHost, "reclaimed guest page");
-      host_.content(pfn + i) = 0;  // tdx_clear_page
-    }
+    // Every frame of the page at once: transfer() walks them in order, as one call a frame did.
+    host_.transfer(pfn, 9 * static_cast<unsigned>(level - kPg4K), host::Use::kModule,
+                   host::Use::kHost, "reclaimed guest page");
+    for (uint64_t i = 0; i < pages_per(level); i++) host_.content(pfn + i) = 0;  // tdx_clear_page
     return 0;
   }
   int r = tdx_sept_zap_private_spte(gfn, level);

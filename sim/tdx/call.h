@@ -2,6 +2,8 @@
 // (tdx-module.md §2.0) and the entry-lock primitives (§2.16). Not part of the public API.
 #pragma once
 
+#include <array>
+
 #include "sim/tdx/module.h"
 
 namespace tdx {
@@ -18,21 +20,44 @@ inline bool op_state_requires_tracking(OpState s) {
   return s == OpState::RUNNABLE;
 }
 
+// The ABI name and highest version of each leaf number, or nullptr for an unknown leaf: the
+// dispatcher and every call's hook read them without a switch.
+struct LeafInfo {
+  const char* name = nullptr;
+  int max_version = 0;
+};
+inline constexpr int kLeafNumbers = 64;
+inline constexpr std::array<LeafInfo, kLeafNumbers> kLeafInfo = [] {
+  std::array<LeafInfo, kLeafNumbers> t{};
+#define LEAF(e, name, num, ver)      \
+  static_assert(num < kLeafNumbers); \
+  t[num] = {name, ver};
+#include "sim/tdx/leaf.def"
+#undef LEAF
+  return t;
+}();
+
+// Releases an entry lock (clears TDEL).
+inline void sept_lock_release(std::atomic<uint64_t>& slot) {
+  slot.fetch_and(~kTdel, std::memory_order_release);
+}
+
 // A host SEAMCALL in progress: inputs, outputs, and the locks it holds, released in reverse
 // order when the call returns (as the module does at its exit path).
 class Module::Call {
  public:
+  // `in` is the leaf's own argument, which outlives the Call.
   Call(Module& m, Leaf leaf, const Regs& in) : in(in), m_(m), leaf_(leaf) {}
   ~Call() {
     release_all();
     if (out.rax == 0 && leaf_ != Leaf::VP_ENTER)
       m_.host_progress_.fetch_add(1, std::memory_order_relaxed);
-    m_.hooks_->on_call(leaf_name(leaf_), in, out);
+    m_.hooks_->on_call(kLeafInfo[static_cast<int>(leaf_)].name, in, out);
   }
   Call(const Call&) = delete;
   Call& operator=(const Call&) = delete;
 
-  const Regs in;
+  const Regs& in;
   Regs out;  // RCX/RDX are zero unless a step sets them (§2.0)
 
   // Error exits. They return false so that checks read `if (...) return c.fail(...)`.
@@ -52,7 +77,22 @@ class Module::Call {
   void hold_entry(std::atomic<uint64_t>* slot) { push({kEntry, slot}); }
   void yield(const char* where) { m_.hooks_->yield(where); }
   bool interrupt_pending(const char* where) { return m_.hooks_->interrupt_pending(where); }
-  void release_all();
+  void release_all() {
+    while (n_ > 0) {
+      const Held h = held_[--n_];
+      switch (h.kind) {
+        case kShared:
+          static_cast<SharexLock*>(h.p)->release_shared();
+          break;
+        case kExcl:
+          static_cast<SharexLock*>(h.p)->release_exclusive();
+          break;
+        case kEntry:
+          sept_lock_release(*static_cast<std::atomic<uint64_t>*>(h.p));
+          break;
+      }
+    }
+  }
 
  private:
   enum Kind : uint8_t { kShared, kExcl, kEntry };
@@ -96,9 +136,6 @@ struct Module::Target {
 bool sept_lock_acquire_host(std::atomic<uint64_t>& slot, SeptEntry* seen);
 enum class GuestLock : uint8_t { kOk, kBusy, kBusyHostPriority };
 GuestLock sept_lock_acquire_guest(std::atomic<uint64_t>& slot, SeptEntry* seen);
-inline void sept_lock_release(std::atomic<uint64_t>& slot) {
-  slot.fetch_and(~kTdel, std::memory_order_release);
-}
 // Writes a new entry value while holding its lock, keeping TDEL and TDHP as they are now.
 void sept_write_locked(std::atomic<uint64_t>& slot, SeptEntry v);
 inline SeptEntry sept_read(const std::atomic<uint64_t>& slot) {

@@ -3,29 +3,11 @@
 
 #include <algorithm>
 #include <cassert>
-#include <functional>
 #include <new>
 
 #include "sim/tdx/call.h"
 
 namespace tdx {
-
-void Module::Call::release_all() {
-  while (n_ > 0) {
-    Held h = held_[--n_];
-    switch (h.kind) {
-      case kShared:
-        static_cast<SharexLock*>(h.p)->release_shared();
-        break;
-      case kExcl:
-        static_cast<SharexLock*>(h.p)->release_exclusive();
-        break;
-      case kEntry:
-        sept_lock_release(*static_cast<std::atomic<uint64_t>*>(h.p));
-        break;
-    }
-  }
-}
 
 bool sept_lock_acquire_host(std::atomic<uint64_t>& slot, SeptEntry* seen) {
   uint64_t v = slot.load(std::memory_order_relaxed);
@@ -112,41 +94,6 @@ void Module::reset(const Options& opts, Hooks* hooks) {
   injections_.clear();
 }
 
-bool Module::in_tdmr(uint64_t pa, uint64_t size) const {
-  const uint64_t lo = base_ << host::kPageShift, hi = (base_ + n_) << host::kPageShift;
-  return pa >= lo && pa < hi && size <= hi - pa;
-}
-
-PamtEntry& Module::pamt_leaf(uint64_t pfn, int* level) {
-  PamtEntry& g = pamt_1g(pfn);
-  if (g.type != PageType::NDA) return *level = 2, g;
-  PamtEntry& m = pamt_2m(pfn);
-  if (m.type != PageType::NDA) return *level = 1, m;
-  return *level = 0, pamt_4k(pfn);
-}
-
-void Module::set_pamt(PamtEntry& p, PageType type, uint64_t owner) {
-  p.type = type;
-  p.owner = owner;
-  auto index_in = [&](const std::vector<PamtEntry>& v, uint64_t* i) {
-    const std::less<const PamtEntry*> lt;
-    if (lt(&p, v.data()) || !lt(&p, v.data() + v.size())) return false;
-    *i = static_cast<uint64_t>(&p - v.data());
-    return true;
-  };
-  uint64_t i, first, count = 1;
-  if (index_in(pamt4k_, &i))
-    first = i >> 9;
-  else if (index_in(pamt2m_, &i))
-    first = i;
-  else if (index_in(pamt1g_, &i))
-    first = i << 9, count = 512;
-  else
-    return;
-  for (uint64_t b = first; b < first + count && b < pamt2m_.size(); b++)
-    touched_[b].store(1, std::memory_order_relaxed);
-}
-
 SeptPage* Module::sept_page(uint64_t hpa) {
   const uint64_t pfn = hpa >> host::kPageShift;
   if (pfn < base_ || pfn - base_ >= n_) return nullptr;
@@ -163,12 +110,6 @@ SeptPage* Module::new_sept_page(uint64_t hpa) {
 
 void Module::free_sept_page(uint64_t hpa) {
   sept_pages_[(hpa >> host::kPageShift) - base_].reset();
-}
-
-Td* Module::td_of(uint64_t tdr) {
-  for (auto& t : tds_)
-    if (t->tdr == tdr) return t.get();
-  return nullptr;
 }
 
 Vcpu* Module::vcpu_of(uint64_t tdvpr, Td** td) {
@@ -327,12 +268,13 @@ bool Module::prologue(Call& c, const Prologue& p, Target* t) {
 }
 
 Regs Module::seamcall(const Regs& in) {
-  const auto leaf = static_cast<Leaf>(in.rax & 0xffff);
+  const uint64_t num = in.rax & 0xffff;
+  const auto leaf = static_cast<Leaf>(num);
   const unsigned version = (in.rax >> 16) & 0xff;
-  const char* name = leaf_name(leaf);
   // Leaves without versions reject a non-zero one here; versioned leaves check it themselves
   // after their RDX check (§0, §2.0 step 1).
-  if (name[4] == '?' || (version != 0 && leaf_max_version(leaf) == 0) || (in.rax >> 24)) {
+  if (num >= kLeafNumbers || !kLeafInfo[num].name ||
+      (version != 0 && kLeafInfo[num].max_version == 0) || (in.rax >> 24)) {
     Regs out;
     out.rax = raw(Status::OPERAND_INVALID, Operand::RAX);
     return out;
@@ -342,7 +284,7 @@ Regs Module::seamcall(const Regs& in) {
     Regs out;
     out.rax = it->status;
     injections_.erase(it);
-    hooks_->on_call(name, in, out);
+    hooks_->on_call(kLeafInfo[num].name, in, out);
     return out;
   }
   switch (leaf) {

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <atomic>
+#include <cassert>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -210,6 +211,9 @@ class Module {
   // Sets an entry's type and owner and records the 2M blocks it covers as touched (S-EPT pages
   // are created in touched blocks too).
   void set_pamt(PamtEntry& p, PageType type, uint64_t owner);
+  // The same for the entry of frame `pfn` at `level` (pamt_4k/2m/1g(pfn)), when the caller
+  // knows them: the touched blocks follow without finding the table.
+  void set_pamt(PamtEntry& p, int level, uint64_t pfn, PageType type, uint64_t owner);
   // Whether any PAMT entry covering 2M block `block` (from the TDMR base) ever had its type or
   // owner set: in the other blocks every level is NDA with no owner, so whole-PAMT checks
   // skip them.
@@ -264,5 +268,59 @@ class Module {
   };
   std::vector<Injection> injections_;
 };
+
+// The lookups every SEAMCALL makes, inline: RECLAIM at teardown runs them once a page.
+inline bool Module::in_tdmr(uint64_t pa, uint64_t size) const {
+  const uint64_t lo = base_ << host::kPageShift, hi = (base_ + n_) << host::kPageShift;
+  return pa >= lo && pa < hi && size <= hi - pa;
+}
+
+inline PamtEntry& Module::pamt_leaf(uint64_t pfn, int* level) {
+  PamtEntry& g = pamt_1g(pfn);
+  if (g.type != PageType::NDA) return *level = 2, g;
+  PamtEntry& m = pamt_2m(pfn);
+  if (m.type != PageType::NDA) return *level = 1, m;
+  return *level = 0, pamt_4k(pfn);
+}
+
+inline void Module::set_pamt(PamtEntry& p, PageType type, uint64_t owner) {
+  p.type = type;
+  p.owner = owner;
+  // The table holding p, by unsigned address difference (a wrapped one is out of range).
+  const auto at = reinterpret_cast<uintptr_t>(&p);
+  auto index = [at](const std::vector<PamtEntry>& v) -> uint64_t {
+    return (at - reinterpret_cast<uintptr_t>(v.data())) / sizeof(PamtEntry);
+  };
+  uint64_t first, count = 1;
+  if (const uint64_t i = index(pamt4k_); i < pamt4k_.size())
+    first = i >> 9;
+  else if (const uint64_t j = index(pamt2m_); j < pamt2m_.size())
+    first = j;
+  else if (const uint64_t k = index(pamt1g_); k < pamt1g_.size())
+    first = k << 9, count = 512;
+  else
+    return;
+  for (uint64_t b = first; b < first + count && b < pamt2m_.size(); b++)
+    touched_[b].store(1, std::memory_order_relaxed);
+}
+
+inline void Module::set_pamt(PamtEntry& p, int level, uint64_t pfn, PageType type, uint64_t owner) {
+  assert(&p == (level == kLevel4K   ? &pamt_4k(pfn)
+                : level == kLevel2M ? &pamt_2m(pfn)
+                                    : &pamt_1g(pfn)));
+  p.type = type;
+  p.owner = owner;
+  const uint64_t off = pfn - base_;
+  uint64_t first = off >> 9, count = 1;
+  if (level == kLevel1G) first = (off >> 18) << 9, count = 512;
+  for (uint64_t b = first; b < first + count && b < pamt2m_.size(); b++)
+    touched_[b].store(1, std::memory_order_relaxed);
+}
+
+inline Td* Module::td_of(uint64_t tdr) {
+  for (auto& t : tds_)
+    if (t->tdr == tdr) return t.get();
+  return nullptr;
+}
 
 }  // namespace tdx

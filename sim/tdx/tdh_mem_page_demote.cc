@@ -54,12 +54,17 @@ Regs Module::tdh_mem_page_demote(const Regs& in) {
     if (!big_pamt.lock.try_exclusive()) return c.fail(raw(Status::OPERAND_BUSY, Operand::RCX));
     c.hold(big_pamt.lock, LockMode::kExclusive);
     c.yield("demote-pamt-locked");
+    // The parent's type and owner, read once: its PAMT lock is held exclusively.
+    const PageType type = big_pamt.type.load();
+    const uint64_t owner = big_pamt.owner.load();
+    const uint64_t stride = level_pages(child_level);
     for (uint64_t i = 0; i < 512; i++) {
-      PamtEntry& ch = child_level == kLevel4K ? pamt_4k(pfn + i) : pamt_2m(pfn + i * 512);
-      set_pamt(ch, big_pamt.type.load(), big_pamt.owner.load());
+      const uint64_t cpfn = pfn + i * stride;
+      PamtEntry& ch = child_level == kLevel4K ? pamt_4k(cpfn) : pamt_2m(cpfn);
+      set_pamt(ch, child_level, cpfn, type, owner);
       ch.bepoch = 0;
     }
-    set_pamt(big_pamt, PageType::NDA, 0);
+    set_pamt(big_pamt, t.level, pfn, PageType::NDA, 0);
     big_pamt.bepoch = 0;
     // Commit (cannot fail): children are the parent unblocked, HPA striding.
     SeptPage* sp = new_sept_page(in.r8);

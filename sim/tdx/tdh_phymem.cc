@@ -56,8 +56,9 @@ Regs Module::tdh_phymem_page_reclaim(const Regs& in) {
     c.out.rdx = p.owner;
     c.out.r8 = static_cast<uint64_t>(lvl);
     if (!is_tdr) td->chldcnt.fetch_sub(static_cast<int64_t>(level_pages(lvl)));
-    if (sept_page(pa)) free_sept_page(pa);  // S-EPT pages, including the root
-    set_pamt(p, PageType::NDA, 0);
+    // S-EPT pages, including the root (the frame is in the TDMR: checked above).
+    if (auto& sp = sept_pages_[pfn - base_]) sp.reset();
+    set_pamt(p, lvl, pfn, PageType::NDA, 0);
     p.bepoch = 0;
     if (is_tdr) {
       c.release_all();
