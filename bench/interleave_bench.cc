@@ -1,6 +1,8 @@
 // Executions per second of a 64-operation, 3-actor trace: interleaved (fibers, its seeded
 // schedule, a new seed each run) and sequential (the schedule dropped), in the same run.
-// Every property is checked as in any replay. Usage: interleave_bench TRACE [SECONDS]
+// Every property is checked as in any replay. Usage: interleave_bench TRACE [SECONDS] [-j N]
+// -j N runs N independent executors at once, one per thread (as N fuzzing jobs would), and
+// reports their summed executions per second beside the single-thread figures.
 // For profilers: interleave_bench TRACE -n N inter|seq runs N executions with end-only checks.
 #include <chrono>
 #include <cstdio>
@@ -8,6 +10,8 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "sim/trace/exec.h"
 #include "sim/trace/trace.h"
@@ -28,6 +32,26 @@ double run_for(trace::Trace t, bool vary_seed, bool full_every_step, double seco
     const double s = std::chrono::duration<double>(clock::now() - start).count();
     if (s >= seconds) return *execs / s;
   }
+}
+
+// run_for on `jobs` threads at once; the sum of their rates.
+double run_jobs(int jobs, const trace::Trace& t, bool vary_seed, bool full_every_step,
+                double seconds, uint64_t* failures) {
+  if (jobs == 1) {
+    uint64_t n;
+    return run_for(t, vary_seed, full_every_step, seconds, &n, failures);
+  }
+  std::vector<double> rate(jobs);
+  std::vector<uint64_t> execs(jobs), failed(jobs);
+  std::vector<std::thread> threads;
+  for (int j = 0; j < jobs; j++)
+    threads.emplace_back([&, j] {
+      rate[j] = run_for(t, vary_seed, full_every_step, seconds, &execs[j], &failed[j]);
+    });
+  double sum = 0;
+  *failures = 0;
+  for (int j = 0; j < jobs; j++) threads[j].join(), sum += rate[j], *failures += failed[j];
+  return sum;
 }
 
 }  // namespace
@@ -60,26 +84,43 @@ int main(int argc, char** argv) {
     }
     return failed ? 1 : 0;
   }
-  const double seconds = argc > 2 ? std::atof(argv[2]) : 5.0;
+  double seconds = 5.0;
+  int jobs = 1;
+  for (int i = 2; i < argc; i++) {
+    if (std::string(argv[i]) == "-j" && i + 1 < argc) {
+      jobs = std::atoi(argv[++i]);
+    } else {
+      seconds = std::atof(argv[i]);
+    }
+  }
+  if (jobs < 1 || seconds <= 0) {
+    std::fprintf(stderr, "usage: interleave_bench TRACE [SECONDS] [-j N]\n");
+    return 2;
+  }
   auto median = [](double* v) {
     double a = v[0], b = v[1], c = v[2];
     return std::max(std::min(a, b), std::min(std::max(a, b), c));
   };
   std::printf("statements: %zu, actors: 3, %.1f s per configuration\n", t->stmts.size(), seconds);
   uint64_t failed = 0;
+  std::vector<int> widths = {1};
+  if (jobs > 1) widths.push_back(jobs);
   for (bool full : {false, true}) {
-    uint64_t n_i, f_i, n_s, f_s;
-    // Alternate three rounds each so that machine noise hits both alike; report the median.
-    double inter[3], sequential[3];
-    for (int round = 0; round < 3; round++) {
-      inter[round] = run_for(*t, true, full, seconds / 3, &n_i, &f_i);
-      sequential[round] = run_for(seq, false, full, seconds / 3, &n_s, &f_s);
-    }
-    failed += f_i + f_s;
     std::printf("full-state checks %s:\n", full ? "after every statement" : "at the end only");
-    std::printf("  interleaved: %8.0f exec/s (median of 3)\n", median(inter));
-    std::printf("  sequential:  %8.0f exec/s (median of 3)\n", median(sequential));
-    std::printf("  ratio interleaved/sequential: %.2f\n", median(inter) / median(sequential));
+    for (int w : widths) {
+      // Alternate three rounds each so that machine noise hits both alike; report the median.
+      double inter[3], sequential[3];
+      for (int round = 0; round < 3; round++) {
+        uint64_t f_i, f_s;
+        inter[round] = run_jobs(w, *t, true, full, seconds / 3, &f_i);
+        sequential[round] = run_jobs(w, seq, false, full, seconds / 3, &f_s);
+        failed += f_i + f_s;
+      }
+      std::printf("  %d thread%s:\n", w, w == 1 ? "" : "s");
+      std::printf("    interleaved: %8.0f exec/s (median of 3)\n", median(inter));
+      std::printf("    sequential:  %8.0f exec/s (median of 3)\n", median(sequential));
+      std::printf("    ratio interleaved/sequential: %.2f\n", median(inter) / median(sequential));
+    }
   }
   return failed ? 1 : 0;
 }

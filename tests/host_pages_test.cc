@@ -4,7 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <string>
+#include <vector>
+
+#include "sim/host/hex.h"
 
 namespace host {
 namespace {
@@ -179,3 +183,14 @@ TEST(HostPages, FreeAndTransferOutsideHostMemoryAreViolations) {
 
 }  // namespace
 }  // namespace host
+
+// host::hex is hand-rolled for speed; it must print exactly what printf's "0x%llx" does.
+TEST(Hex, MatchesPrintf) {
+  std::vector<uint64_t> values = {0, 1, 0xf, 0x10, 0x1f, 0xabcdef, 0x8000000000000000ull, ~0ull};
+  for (uint64_t v = 1; v; v <<= 3) values.push_back(v * 0x9e3779b97f4a7c15ull), values.push_back(v);
+  for (uint64_t v : values) {
+    char want[24];
+    std::snprintf(want, sizeof want, "0x%llx", static_cast<unsigned long long>(v));
+    EXPECT_EQ(host::hex(v), want);
+  }
+}
