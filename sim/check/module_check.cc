@@ -98,11 +98,9 @@ class TdChecker {
       seen_ = {base, seen_buf_.word.data(), seen_buf_.gen << 8};
       pamt_ = {base, &m_.pamt_4k(base), &m_.pamt_2m(base), &m_.pamt_1g(base)};
     }
-    if (quiescent_ && td_.lifecycle != tdx::Lifecycle::TEARDOWN) {
-      walk_table(td_.root, tdx::kPwl, 0);
-      check_pamt_coverage();
-    }
-    if (quiescent_) check_chldcnt();
+    const bool walk = quiescent_ && td_.lifecycle != tdx::Lifecycle::TEARDOWN;
+    if (walk) walk_table(td_.root, tdx::kPwl, 0);
+    if (quiescent_) check_pamt_leaves(/*coverage=*/walk);
     check_epochs();
     if (quiescent_) check_locks();
   }
@@ -137,75 +135,79 @@ class TdChecker {
   void walk_table(uint64_t table, int level, uint64_t gpa_base) {
     tdx::SeptPage* page = m_.sept_page(table);
     if (!page) return fail("sept-table", "table " + hex(table) + " is not an S-EPT page");
-    const uint64_t tdr = td_.tdr;
-    for (uint64_t i = 0; i < 512; i++) {
-      const SeptEntry e{page->e[i].load(std::memory_order_relaxed)};
-      if (!e.raw) continue;  // FREE, unlocked, no HPA: nothing to check
-      const uint64_t gpa = gpa_base + (i << tdx::level_shift(level));
-      // `where` is built only when something is wrong: this loop runs for every entry.
+    // Most entries sit in 4K tables: with the level a constant there, the compiler drops the
+    // level tests from that loop.
+    if (level == tdx::kLevel4K)
+      for (uint64_t i = 0; i < 512; i++) check_entry(page->e[i], i, tdx::kLevel4K, gpa_base);
+    else
+      for (uint64_t i = 0; i < 512; i++) check_entry(page->e[i], i, level, gpa_base);
+  }
+
+  [[gnu::always_inline]] void check_entry(const std::atomic<uint64_t>& slot, uint64_t i, int level,
+                                          uint64_t gpa_base) {
+    const SeptEntry e{slot.load(std::memory_order_relaxed)};
+    if (!e.raw) return;  // FREE, unlocked, no HPA: nothing to check
+    const uint64_t gpa = gpa_base + (i << tdx::level_shift(level));
+    // `where` is built only when something is wrong: this loop runs for every entry.
 #define where at(gpa, level)
-      if (quiescent_ && e.locked()) fail("entry-lock-held", where + ": TDEL set while quiescent");
-      // TDHP is sticky by design (tdx-module.md §8.3): a host that failed to lock leaves it
-      // until its next successful lock, so it is not an error when quiescent.
-      const SeptState s = e.state();
-      if (s == SeptState::FREE) {
-        if (e.hpa_bits()) fail("free-entry", where + ": FREE entry with HPA bits");
-        continue;
-      }
-      if (tdx::is_non_leaf(s)) {
-        if (level == 0) {
-          fail("non-leaf-at-4k", where + " is " + tdx::state_name(s));
-          continue;
-        }
-        const uint64_t child = e.hpa_bits();
-        tdx::PamtEntry& p = pamt_4k(child >> 12);
-        if (p.type != PageType::EPT || p.owner != tdr)
-          fail("pamt-vs-sept",
-               where + ": child table " + hex(child) + " has PAMT " + tdx::page_type_name(p.type));
-        if (!reach(child >> 12))
-          walk_table(child, level - 1, gpa);
-        else
-          fail("pamt-vs-sept", where + ": table " + hex(child) + " linked twice");
-        continue;
-      }
-      if (!tdx::is_leaf(s) || level > tdx::kLevel1G) {
-        fail("leaf-level", where + ": " + tdx::state_name(s) + " at this level");
-        continue;
-      }
-      if (level == tdx::kLevel4K || s != SeptState::PENDING) {
-        if (e.accept_counter() && level == tdx::kLevel2M)
-          fail("accept-counter",
-               where + ": ACCEPT_COUNTER set on a " + tdx::state_name(s) + " leaf");
-      }
-      const uint64_t hpa = e.hpa(level), pfn = hpa >> 12;
-      if (level == tdx::kLevel4K && (e.hpa_bits() & 0xfff))
-        fail("leaf-hpa", where + ": misaligned HPA");
-      int plevel;
-      tdx::PamtEntry& p = pamt_leaf(pfn, &plevel);
-      if (p.type != PageType::REG || p.owner != tdr || plevel != level)
-        fail("pamt-vs-sept", where + ": page " + hex(hpa) + " has PAMT " +
-                                 tdx::page_type_name(p.type) + " at " + tdx::level_name(plevel));
-      if (reach(pfn)) fail("pamt-vs-sept", where + ": page " + hex(hpa) + " mapped twice");
+    if (quiescent_ && e.locked()) fail("entry-lock-held", where + ": TDEL set while quiescent");
+    // TDHP is sticky by design (tdx-module.md §8.3): a host that failed to lock leaves it
+    // until its next successful lock, so it is not an error when quiescent.
+    const SeptState s = e.state();
+    if (s == SeptState::FREE) {
+      if (e.hpa_bits()) fail("free-entry", where + ": FREE entry with HPA bits");
+      return;
     }
+    if (tdx::is_non_leaf(s)) {
+      if (level == 0) {
+        fail("non-leaf-at-4k", where + " is " + tdx::state_name(s));
+        return;
+      }
+      const uint64_t child = e.hpa_bits();
+      tdx::PamtEntry& p = pamt_4k(child >> 12);
+      if (p.type != PageType::EPT || p.owner != td_.tdr)
+        fail("pamt-vs-sept",
+             where + ": child table " + hex(child) + " has PAMT " + tdx::page_type_name(p.type));
+      if (!reach(child >> 12))
+        walk_table(child, level - 1, gpa);
+      else
+        fail("pamt-vs-sept", where + ": table " + hex(child) + " linked twice");
+      return;
+    }
+    if (!tdx::is_leaf(s) || level > tdx::kLevel1G) {
+      fail("leaf-level", where + ": " + tdx::state_name(s) + " at this level");
+      return;
+    }
+    if (level == tdx::kLevel4K || s != SeptState::PENDING) {
+      if (e.accept_counter() && level == tdx::kLevel2M)
+        fail("accept-counter", where + ": ACCEPT_COUNTER set on a " + tdx::state_name(s) + " leaf");
+    }
+    const uint64_t hpa = e.hpa(level), pfn = hpa >> 12;
+    if (level == tdx::kLevel4K && (e.hpa_bits() & 0xfff))
+      fail("leaf-hpa", where + ": misaligned HPA");
+    int plevel;
+    tdx::PamtEntry& p = pamt_leaf(pfn, &plevel);
+    if (p.type != PageType::REG || p.owner != td_.tdr || plevel != level)
+      fail("pamt-vs-sept", where + ": page " + hex(hpa) + " has PAMT " +
+                               tdx::page_type_name(p.type) + " at " + tdx::level_name(plevel));
+    if (reach(pfn)) fail("pamt-vs-sept", where + ": page " + hex(hpa) + " mapped twice");
   }
 
 #undef where
-  // Every page the PAMT gives this TD as REG or EPT is reachable from the tree: none lost.
-  void check_pamt_coverage() {
+  // One pass over the PAMT leaves for two checks (it runs at every quiescent check):
+  // - with `coverage`, every page the PAMT gives this TD as REG or EPT is reachable from the
+  //   tree: none lost;
+  // - CHLDCNT counts, in 4K units, every page associated with the TD (§8.22).
+  void check_pamt_leaves(bool coverage) {
+    const uint64_t tdr = td_.tdr;
+    int64_t expected = 0;
     for (const PamtLeaf& l : scan_.leaves) {
-      if (l.owner != td_.tdr || (l.type != PageType::REG && l.type != PageType::EPT)) continue;
-      if (!reached(l.pfn))
+      if (l.owner != tdr) continue;
+      if (l.type != PageType::TDR) expected += static_cast<int64_t>(tdx::level_pages(l.level));
+      if (coverage && (l.type == PageType::REG || l.type == PageType::EPT) && !reached(l.pfn))
         fail("pamt-vs-sept", "page " + hex(l.pfn << 12) + " (" + tdx::page_type_name(l.type) +
                                  ") owned by the TD but not in its S-EPT");
     }
-  }
-
-  // CHLDCNT counts, in 4K units, every page associated with the TD (§8.22).
-  void check_chldcnt() {
-    int64_t expected = 0;
-    for (const PamtLeaf& l : scan_.leaves)
-      if (l.owner == td_.tdr && l.type != PageType::TDR)
-        expected += static_cast<int64_t>(tdx::level_pages(l.level));
     if (expected != td_.chldcnt.load())
       fail("chldcnt", "CHLDCNT " + std::to_string(td_.chldcnt.load()) + ", pages owned " +
                           std::to_string(expected));
