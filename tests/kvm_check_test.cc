@@ -4,6 +4,7 @@
 
 #include "sim/check/kvm_check.h"
 #include "sim/guest/guest.h"
+#include "sim/host/hex.h"
 #include "sim/kvm/kvm.h"
 #include "sim/trace/exec.h"
 #include "sim/trace/trace.h"
@@ -31,6 +32,24 @@ class KvmCheck : public ::testing::Test {
   check::Violations run() {
     check::Violations v;
     check::check_kvm(k, g, true, &cursor, &v);
+    return v;
+  }
+  // The mirror SPTE at `gfn` and KVM level `level` (its tables must exist).
+  std::atomic<uint64_t>& mirror_spte(uint64_t gfn, int level) {
+    kvm::KvmMmuPage* p = k.sp(k.mirror_root());
+    auto index = [&](int l) { return (gfn >> (9 * (l - 1))) & 511; };
+    while (p->level > level) p = k.sp(kvm::spte_pfn(p->spt[index(p->level)].load()));
+    return p->spt[index(level)];
+  }
+  std::atomic<uint64_t>& sept_slot(uint64_t gfn, int tdx_level) {
+    return *module.walk(*module.td_of(k.tdr()), gfn << 12, tdx_level).slot;
+  }
+  // check_mirror_sept, which must agree with the entry-by-entry reference.
+  check::Violations mirror_sept() {
+    check::Violations v, ref;
+    check::check_mirror_sept(k, &v);
+    check::check_mirror_sept_reference(k, &ref);
+    EXPECT_EQ(dump(v), dump(ref));
     return v;
   }
   static bool has(const check::Violations& v, const std::string& property) {
@@ -77,6 +96,98 @@ TEST_F(KvmCheck, MirrorSeptCatchesAnExtraSeptEntry) {
   ASSERT_EQ(module.seamcall(in).rax, 0u);
   auto v = run();
   EXPECT_TRUE(has(v, "mirror-sept")) << dump(v);
+}
+
+// check_mirror_sept walks the mirror and the S-EPT side by side; each test below breaks one
+// thing and expects the exact findings of the entry-by-entry reference, in its order.
+TEST_F(KvmCheck, MirrorSeptNamesWhereTheModuleWalkStops) {
+  // The S-EPT 1G entry over GFN 0 vanishes: the mirror's table there has no twin, and the
+  // module's walk to the 2M leaf below stops at that FREE entry.
+  const uint64_t ext = k.sp(kvm::spte_pfn(mirror_spte(0, kvm::kPg1G).load()))->external_spt;
+  sept_slot(0, tdx::kLevel1G).store(0);
+  auto v = mirror_sept();
+  ASSERT_EQ(v.size(), 2u) << dump(v);
+  EXPECT_EQ(v[0].signature(), "mirror-sept table");
+  EXPECT_EQ(v[0].detail,
+            "GFN 0x0 1G: mirror table with external_spt " + host::hex(ext) + ", S-EPT FREE -> 0x0");
+  EXPECT_EQ(v[1].signature(), "mirror-sept missing");
+  EXPECT_EQ(v[1].detail, "GFN 0x200 2M: mirror has a leaf, the S-EPT walk stops at 1G (FREE)");
+}
+
+TEST_F(KvmCheck, MirrorSeptFollowsABlockedTableOnlyInReverse) {
+  // NL_BLOCKED: the module's walk stops there, walk_sept goes on below (and finds the 2M leaf
+  // the mirror has).
+  auto& slot = sept_slot(0, tdx::kLevel1G);
+  const tdx::SeptEntry e{slot.load()};
+  slot.store(e.with_state(tdx::SeptState::NL_BLOCKED).raw);
+  auto v = mirror_sept();
+  ASSERT_EQ(v.size(), 2u) << dump(v);
+  EXPECT_EQ(v[0].detail, "GFN 0x0 1G: mirror table with external_spt " + host::hex(e.hpa_bits()) +
+                             ", S-EPT NL_BLOCKED -> " + host::hex(e.hpa_bits()));
+  EXPECT_EQ(v[1].detail,
+            "GFN 0x200 2M: mirror has a leaf, the S-EPT walk stops at 1G (NL_BLOCKED)");
+}
+
+TEST_F(KvmCheck, MirrorSeptComparesEvery4KEntry) {
+  ASSERT_EQ(k.split_huge_page(0x3ff), 0);
+  auto v0 = mirror_sept();
+  ASSERT_TRUE(v0.empty()) << dump(v0);
+  const uint64_t pfn1 = kvm::spte_pfn(mirror_spte(0x201, kvm::kPg4K).load());
+  sept_slot(0x201, tdx::kLevel4K).store(0);    // lost by the module
+  auto& s2 = sept_slot(0x202, tdx::kLevel4K);  // a non-leaf state at 4K
+  const tdx::SeptEntry e2{s2.load()};
+  s2.store(e2.with_state(tdx::SeptState::NL_MAPPED).raw);
+  mirror_spte(0x203, kvm::kPg4K).store(kvm::kShadowNonpresent);  // lost by KVM
+  auto v = mirror_sept();
+  ASSERT_EQ(v.size(), 5u) << dump(v);
+  EXPECT_EQ(v[0].detail,
+            "GFN 0x201 4K: mirror leaf PFN " + host::hex(pfn1) + ", S-EPT FREE HPA 0x0");
+  EXPECT_EQ(v[1].detail, "GFN 0x202 4K: mirror leaf PFN " + host::hex(e2.hpa_bits() >> 12) +
+                             ", S-EPT NL_MAPPED HPA " + host::hex(e2.hpa_bits()));
+  EXPECT_EQ(v[2].detail, "pages_4K is 512, the mirror has 511 leaves");
+  EXPECT_EQ(v[3].detail, "GFN 0x202 4K: S-EPT has NL_MAPPED, the mirror a different kind of entry");
+  EXPECT_EQ(v[4].detail, "GFN 0x203 4K: S-EPT has MAPPED, the mirror nothing");
+}
+
+TEST_F(KvmCheck, MirrorSeptFallsBackWhenAMirrorTableIsOffItsPath) {
+  // A 2M-level table whose GFN disagrees with where it hangs: the side-by-side walk cannot
+  // pair it, and the reference's findings are the answer.
+  k.sp(kvm::spte_pfn(mirror_spte(0, kvm::kPg1G).load()))->gfn = 0x40000;
+  auto v = mirror_sept();
+  EXPECT_TRUE(has(v, "mirror-sept")) << dump(v);
+}
+
+TEST(KvmCheckBuild, MirrorSeptCountsPremappedLeaves) {
+  // Before finalize: a mirror leaf over a FREE S-EPT slot is premapped, and must be counted in
+  // nr_premapped (kvm-tdx.md §5.1).
+  host::HostPages host(0x100000, 8192);
+  tdx::Module m(host);
+  kvm::Kvm k(host, m, kvm::Options{}, 1, 4096);
+  ASSERT_EQ(k.tdx_init_mem_region(0x10), 0);
+  m.walk(*m.td_of(k.tdr()), 0x10000, tdx::kLevel4K).slot->store(0);
+  check::Violations v, ref;
+  check::check_mirror_sept(k, &v);
+  check::check_mirror_sept_reference(k, &ref);
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].signature(), "mirror-sept premap");
+  EXPECT_EQ(v[0].detail, "1 mirror leaves have no S-EPT page, but nr_premapped is 0");
+  ASSERT_EQ(ref.size(), 1u);
+  EXPECT_EQ(ref[0].detail, v[0].detail);
+}
+
+TEST_F(KvmCheck, PageOwnerNamesBothGfnsOfAFrameMappedTwice) {
+  ASSERT_EQ(k.split_huge_page(0x3ff), 0);
+  const uint64_t spte4 = mirror_spte(0x204, kvm::kPg4K).load();
+  mirror_spte(0x205, kvm::kPg4K).store(spte4);
+  // Twice: each check starts with no frame marked (FrameMarks generations).
+  for (int i = 0; i < 2; i++) {
+    check::Violations owner;
+    for (auto& x : run())
+      if (x.property == "page-owner") owner.push_back(x);
+    ASSERT_EQ(owner.size(), 1u) << dump(owner);
+    EXPECT_EQ(owner[0].detail,
+              "PFN " + host::hex(kvm::spte_pfn(spte4)) + " is mapped at GFN 0x204 and GFN 0x205");
+  }
 }
 
 TEST_F(KvmCheck, PageOwnerCatchesAMappedFrameFreedByTheHost) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "sim/check/module_check.h"
+#include "sim/host/hex.h"
 #include "tests/tdx_fixture.h"
 
 namespace tdx::testing {
@@ -111,6 +112,51 @@ TEST_F(ModuleCheck, PageHandedOverButNeverUsedIsLost) {
   page4k();  // given to the module, never passed to a SEAMCALL
   auto v = run_check();
   EXPECT_TRUE(has(v, "pamt-vs-host")) << dump(v);
+}
+
+// The tree's reach marks (TdChecker::reach) belong to one check: a second check of the same
+// state neither sees the first one's marks (no false "mapped twice") nor loses its own.
+TEST_F(ModuleCheck, EachCheckStartsWithNoFrameReached) {
+  for (int i = 0; i < 3; i++) {
+    auto v = run_check();
+    EXPECT_TRUE(v.empty()) << dump(v);
+  }
+  const uint64_t hpa = entry(0x400000, kLevel4K).hpa(kLevel4K);
+  m.walk(td(), 0x400000, kLevel4K).slot->store(0);
+  for (int i = 0; i < 2; i++) {
+    auto v = run_check();
+    ASSERT_EQ(v.size(), 1u) << dump(v);
+    EXPECT_EQ(v[0].site, "pamt-vs-sept");
+    EXPECT_EQ(v[0].detail,
+              "page " + host::hex(hpa) + " (REG) owned by the TD but not in its S-EPT");
+  }
+}
+
+TEST_F(ModuleCheck, PageMappedTwice) {
+  // A second 4K leaf pointing at the first one's page.
+  map_tables(0x600000, kLevel4K);
+  ASSERT_STATUS(raw(Status::SUCCESS), aug(0x600000, kLevel4K));
+  const SeptEntry first = entry(0x400000, kLevel4K);
+  const uint64_t lost = entry(0x600000, kLevel4K).hpa(kLevel4K);
+  m.walk(td(), 0x600000, kLevel4K).slot->store(first.raw);
+  auto v = run_check();
+  ASSERT_EQ(v.size(), 2u) << dump(v);
+  EXPECT_EQ(v[0].site, "pamt-vs-sept");
+  EXPECT_EQ(v[0].detail,
+            "GPA 0x600000 4K: page " + host::hex(first.hpa(kLevel4K)) + " mapped twice");
+  EXPECT_EQ(v[1].detail, "page " + host::hex(lost) + " (REG) owned by the TD but not in its S-EPT");
+}
+
+TEST_F(ModuleCheck, TableLinkedTwice) {
+  // The 1G entry over 0x40000000 points at the 2M-level table that 0x0 already links.
+  const SeptEntry table = entry(0x0, kLevel1G);
+  ASSERT_EQ(table.state(), SeptState::NL_MAPPED);
+  m.walk(td(), 0x40000000, kLevel1G).slot->store(table.raw);
+  auto v = run_check();
+  ASSERT_EQ(v.size(), 1u) << dump(v);
+  EXPECT_EQ(v[0].site, "pamt-vs-sept");
+  EXPECT_EQ(v[0].detail,
+            "GPA 0x40000000 1G: table " + host::hex(table.hpa_bits()) + " linked twice");
 }
 
 }  // namespace

@@ -1,8 +1,8 @@
 #include "sim/check/kvm_check.h"
 #include "sim/host/hex.h"
 
+#include <algorithm>
 #include <cstdio>
-#include <unordered_map>
 
 #include "sim/check/module_check.h"
 
@@ -28,12 +28,251 @@ void walk_sept(tdx::Module& m, uint64_t table, int level, uint64_t gpa_base, F& 
   }
 }
 
+// The TD whose S-EPT `mirror-sept` compares against, or null when there is nothing to compare.
+tdx::Td* mirror_sept_td(kvm::Kvm& k) {
+  tdx::Td* td = k.module().td_of(k.tdr());
+  return td && k.hkid_assigned() ? td : nullptr;
+}
+
+// `mirror-sept` messages, shared by the side-by-side walk and the per-entry reference. Out of
+// line and cold, here and for `page-owner`: inlined, their string code would make the walks
+// spill registers at every entry.
+[[gnu::cold, gnu::noinline]] Violation missing(uint64_t gfn, int level, bool leaf, int stop_level,
+                                               tdx::SeptEntry stop) {
+  return {"mirror-sept", "missing",
+          "GFN " + hex(gfn) + " " + kvm_level(level) + ": mirror has a " +
+              (leaf ? "leaf" : "table") + ", the S-EPT walk stops at " +
+              tdx::level_name(stop_level) + " (" + tdx::state_name(stop.state()) + ")"};
+}
+[[gnu::cold, gnu::noinline]] Violation leaf_mismatch(uint64_t gfn, int level, uint64_t spte,
+                                                     tdx::SeptEntry e, int tl) {
+  return {"mirror-sept", "leaf",
+          "GFN " + hex(gfn) + " " + kvm_level(level) + ": mirror leaf PFN " +
+              hex(kvm::spte_pfn(spte)) + ", S-EPT " + tdx::state_name(e.state()) + " HPA " +
+              hex(e.hpa(tl))};
+}
+[[gnu::cold, gnu::noinline]] Violation table_mismatch(uint64_t gfn, int level, uint64_t ext,
+                                                      tdx::SeptEntry e) {
+  return {"mirror-sept", "table",
+          "GFN " + hex(gfn) + " " + kvm_level(level) + ": mirror table with external_spt " +
+              hex(ext) + ", S-EPT " + tdx::state_name(e.state()) + " -> " + hex(e.hpa_bits())};
+}
+[[gnu::cold, gnu::noinline]] Violation extra(uint64_t gpa, int level, tdx::SeptEntry e,
+                                             bool present) {
+  return {"mirror-sept", "extra",
+          "GFN " + hex(gpa >> 12) + " " + tdx::level_name(level) + ": S-EPT has " +
+              tdx::state_name(e.state()) + ", the mirror " +
+              (present ? "a different kind of entry" : "nothing")};
+}
+// After the per-entry findings: the leaf counts against kvm->stat, and the premapped leaves.
+void report_counts(kvm::Kvm& k, const int64_t leaves[5], uint64_t premapped_free, Violations* out) {
+  for (int level = kvm::kPg4K; level <= kvm::kPg1G; level++)
+    if (leaves[level] != k.page_stats(level))
+      out->push_back({"mirror-sept", "page-stats",
+                      std::string("pages_") + kvm_level(level) + " is " +
+                          std::to_string(k.page_stats(level)) + ", the mirror has " +
+                          std::to_string(leaves[level]) + " leaves"});
+  if (premapped_free > static_cast<uint64_t>(k.nr_premapped()))
+    out->push_back({"mirror-sept", "premap",
+                    std::to_string(premapped_free) +
+                        " mirror leaves have no S-EPT page, but nr_premapped is " +
+                        std::to_string(k.nr_premapped())});
+}
+
+// Frame offset in the host pool -> the GFN that maps it, for `page-owner`. An entry counts
+// only when its stamp is this check's, so a check neither clears nor scans the pool.
+struct FrameMarks {
+  std::vector<uint32_t> stamp;
+  std::vector<uint64_t> gfn;
+  uint32_t gen = 0;
+  void begin(uint64_t npages) {
+    if (stamp.size() < npages) stamp.resize(npages, 0), gfn.resize(npages);
+    if (++gen == 0) std::fill(stamp.begin(), stamp.end(), 0), gen = 1;
+  }
+};
+
+// One depth-first walk of the mirror and, beside it, of the S-EPT: the mirror table and the
+// S-EPT table reached by the same index path are visited together, so each entry is compared
+// with its twin without a root-to-leaf walk per entry. It finds what the per-entry formulation
+// (check_mirror_sept_reference) finds, in the same order, as long as every mirror table sits
+// where its index path says (level and GFN, as tdp_mmu_alloc_sp makes them); when one does
+// not, paired() is false and the caller falls back to the reference.
+// With `owner` it also does `page-owner` for every mirror leaf, in walk_visit order.
+class MirrorWalk {
+ public:
+  MirrorWalk(kvm::Kvm& k, tdx::Td* td, bool owner)
+      : k_(k), m_(k.module()), h_(k.host()), td_(td), sept_(td != nullptr), owner_(owner) {}
+
+  void run() {
+    const kvm::KvmMmuPage* root = k_.sp(k_.mirror_root());
+    tdx::SeptPage* s = nullptr;
+    if (sept_) {
+      runnable_ = k_.td_state() == kvm::TdState::RUNNABLE;
+      s = m_.sept_page(td_->root);
+      if (!s || root->level != tdx::kPwl + 1 || root->gfn != 0) sept_ = false;
+    }
+    if (owner_) {
+      marks_.begin(h_.npages());
+      use_ = &marks_;
+    }
+    visit(root, s, tdx::kPwl, 0, nullptr, 0);
+  }
+  bool paired() const { return sept_; }
+  // The `mirror-sept` findings, in the reference's order.
+  void report(Violations* out) {
+    for (auto& v : forward_) out->push_back(std::move(v));
+    report_counts(k_, leaves_, premapped_free_, out);
+    for (auto& v : extra_) out->push_back(std::move(v));
+  }
+  Violations owner_found;
+
+ private:
+  // `p`: the mirror table (null: the mirror has no table here); `s`: the S-EPT table on the
+  // same index path, entries at TDX level `l` (null: none); `stop`: the entry where the
+  // module's walk (Module::walk) towards `p`'s entries stops, at `stop_level` (null: it
+  // reaches `s`).
+  void visit(const kvm::KvmMmuPage* p, tdx::SeptPage* s, int l, uint64_t gpa_base,
+             const std::atomic<uint64_t>* stop, int stop_level) {
+    if (p && s && sept_ && !stop && l == tdx::kLevel4K && p->level == kvm::kPg4K)
+      return visit_4k(*p, *s, gpa_base);
+    for (uint64_t i = 0; i < 512; i++) {
+      const uint64_t spte = p ? p->spt[i].load(std::memory_order_relaxed) : kvm::kShadowNonpresent;
+      const bool present = kvm::is_shadow_present(spte);
+      const tdx::SeptEntry e{s && sept_ ? s->e[i].load(std::memory_order_relaxed) : 0};
+      if (!present && e.state() == tdx::SeptState::FREE) continue;
+      const kvm::KvmMmuPage* child = nullptr;
+      uint64_t gfn = 0;
+      int level = 0;
+      if (present) {
+        level = p->level;
+        gfn = p->gfn + i * kvm::pages_per(level);
+        const bool leaf = kvm::is_last_spte(spte, level);
+        if (!leaf) child = k_.sp(kvm::spte_pfn(spte));
+        if (leaf && owner_) page_owner(gfn, level, spte);
+        if (child && (child->level != level - 1 || child->gfn != gfn)) sept_ = false;
+        if (sept_)
+          forward(gfn, level, spte, leaf, child, s ? &s->e[i] : nullptr, e, l, stop, stop_level);
+      }
+      if (!sept_) {
+        if (child) visit(child, nullptr, 0, 0, nullptr, 0);
+        continue;
+      }
+      const uint64_t gpa = gpa_base + (i << tdx::level_shift(l));
+      // Reverse direction: nothing in the S-EPT that the mirror lacks (the mirror entry at
+      // this index path and level is the one mirror_spte_at finds).
+      if (e.state() != tdx::SeptState::FREE &&
+          (!present || kvm::is_last_spte(spte, l + 1) != tdx::is_leaf(e.state())))
+        extra_.push_back(extra(gpa, l, e, present));
+      // The S-EPT child walk_sept would visit, and where Module::walk stops for the mirror's.
+      tdx::SeptPage* cs = nullptr;
+      if (tdx::is_non_leaf(e.state()) && l > 0) cs = m_.sept_page(e.hpa_bits());
+      if (child) {
+        const std::atomic<uint64_t>* cstop = stop;
+        int cstop_level = stop_level;
+        if (!stop && !(e.state() == tdx::SeptState::NL_MAPPED && cs))
+          cstop = &s->e[i], cstop_level = l;
+        visit(child, cs, l - 1, gpa, cstop, cstop_level);
+      } else if (cs) {
+        visit(nullptr, cs, l - 1, gpa, nullptr, 0);
+      }
+    }
+  }
+
+  // visit() for a 4K mirror table and its S-EPT twin, where most entries are: every present
+  // entry is a leaf, nothing has children, and the module's walk reaches `s`.
+  void visit_4k(const kvm::KvmMmuPage& p, tdx::SeptPage& s, uint64_t gpa_base) {
+    for (uint64_t i = 0; i < 512; i++) {
+      const uint64_t spte = p.spt[i].load(std::memory_order_relaxed);
+      const tdx::SeptEntry e{s.e[i].load(std::memory_order_relaxed)};
+      const tdx::SeptState st = e.state();
+      if (!kvm::is_shadow_present(spte)) {
+        if (st != tdx::SeptState::FREE) extra_.push_back(extra(gpa_base + (i << 12), 0, e, false));
+        continue;
+      }
+      const uint64_t gfn = p.gfn + i;
+      if (owner_) page_owner(gfn, kvm::kPg4K, spte);
+      leaves_[kvm::kPg4K]++;
+      if (st == tdx::SeptState::FREE && !runnable_) {
+        premapped_free_++;  // build time: faulted in, not PAGE.ADDed yet (§5.1 exception a)
+      } else if ((st != tdx::SeptState::MAPPED && st != tdx::SeptState::PENDING) ||
+                 e.hpa(tdx::kLevel4K) != kvm::spte_pfn(spte) << 12) {
+        forward_.push_back(leaf_mismatch(gfn, kvm::kPg4K, spte, e, tdx::kLevel4K));
+      }
+      if (st != tdx::SeptState::FREE && !tdx::is_leaf(st))
+        extra_.push_back(extra(gpa_base + (i << 12), 0, e, true));
+    }
+  }
+
+  // The mirror entry against its twin `e` at `slot` (TDX level `l`), or against where the
+  // module's walk stopped.
+  void forward(uint64_t gfn, int level, uint64_t spte, bool leaf, const kvm::KvmMmuPage* child,
+               const std::atomic<uint64_t>* slot, tdx::SeptEntry e, int l,
+               const std::atomic<uint64_t>* stop, int stop_level) {
+    if (leaf) leaves_[level]++;
+    if (stop) {
+      forward_.push_back(missing(gfn, level, leaf, stop_level,
+                                 tdx::SeptEntry{stop->load(std::memory_order_relaxed)}));
+      return;
+    }
+    if (!slot || level != l + 1) {  // off the index path: leave it to the reference
+      sept_ = false;
+      return;
+    }
+    if (leaf) {
+      if (e.state() == tdx::SeptState::FREE && !runnable_) {
+        premapped_free_++;  // build time: faulted in, not PAGE.ADDed yet (§5.1 exception a)
+        return;
+      }
+      if ((e.state() != tdx::SeptState::MAPPED && e.state() != tdx::SeptState::PENDING) ||
+          e.hpa(l) != kvm::spte_pfn(spte) << 12)
+        forward_.push_back(leaf_mismatch(gfn, level, spte, e, l));
+    } else if (e.state() != tdx::SeptState::NL_MAPPED || e.hpa_bits() != child->external_spt) {
+      forward_.push_back(table_mismatch(gfn, level, child->external_spt, e));
+    }
+  }
+
+  // page-owner: a frame a mirror leaf maps is neither free nor mapped twice.
+  void page_owner(uint64_t gfn, int level, uint64_t spte) {
+    for (uint64_t j = 0; j < kvm::pages_per(level); j++) {
+      const uint64_t pfn = kvm::spte_pfn(spte) + j;
+      if (h_.use(pfn) == host::Use::kFree) mapped_free(gfn + j, pfn);
+      if (!h_.contains(pfn)) continue;
+      const uint64_t f = pfn - h_.base_pfn();
+      if (use_->stamp[f] == use_->gen) mapped_twice(pfn, use_->gfn[f], gfn + j);
+      use_->stamp[f] = use_->gen;
+      use_->gfn[f] = gfn + j;
+    }
+  }
+
+  [[gnu::cold, gnu::noinline]] void mapped_free(uint64_t gfn, uint64_t pfn) {
+    owner_found.push_back({"page-owner", "mapped-free",
+                           "GFN " + hex(gfn) + " maps PFN " + hex(pfn) + ", which is free"});
+  }
+  [[gnu::cold, gnu::noinline]] void mapped_twice(uint64_t pfn, uint64_t at, uint64_t gfn) {
+    owner_found.push_back(
+        {"page-owner", "mapped-twice",
+         "PFN " + hex(pfn) + " is mapped at GFN " + hex(at) + " and GFN " + hex(gfn)});
+  }
+
+  kvm::Kvm& k_;
+  tdx::Module& m_;
+  host::HostPages& h_;
+  tdx::Td* td_;
+  bool sept_, owner_, runnable_ = false;
+  int64_t leaves_[5] = {0, 0, 0, 0, 0};
+  uint64_t premapped_free_ = 0;
+  Violations forward_, extra_;
+  FrameMarks* use_ = nullptr;
+  static thread_local FrameMarks marks_;
+};
+thread_local FrameMarks MirrorWalk::marks_;
+
 }  // namespace
 
-void check_mirror_sept(kvm::Kvm& k, Violations* out) {
+void check_mirror_sept_reference(kvm::Kvm& k, Violations* out) {
   tdx::Module& m = k.module();
-  tdx::Td* td = m.td_of(k.tdr());
-  if (!td || !k.hkid_assigned()) return;
+  tdx::Td* td = mirror_sept_td(k);
+  if (!td) return;
   uint64_t premapped_free = 0;
   int64_t leaves[5] = {0, 0, 0, 0, 0};
   k.for_each_mirror_spte([&](uint64_t gfn, int level, uint64_t spte, bool leaf, uint64_t ext) {
@@ -41,15 +280,7 @@ void check_mirror_sept(kvm::Kvm& k, Violations* out) {
     const int tl = kvm::tdx_level(level);
     auto w = m.walk(*td, gfn << 12, tl);
     const tdx::SeptEntry e{w.slot->load(std::memory_order_relaxed)};
-    auto where_fn = [&] { return "GFN " + hex(gfn) + " " + kvm_level(level); };
-#define where where_fn()
-    if (!w.reached) {
-      out->push_back({"mirror-sept", "missing",
-                      where + ": mirror has a " + (leaf ? "leaf" : "table") +
-                          ", the S-EPT walk stops at " + tdx::level_name(w.level) + " (" +
-                          tdx::state_name(e.state()) + ")"});
-      return;
-    }
+    if (!w.reached) return out->push_back(missing(gfn, level, leaf, w.level, e));
     if (leaf) {
       if (e.state() == tdx::SeptState::FREE && k.td_state() != kvm::TdState::RUNNABLE) {
         premapped_free++;  // build time: faulted in, not PAGE.ADDed yet (§5.1 exception a)
@@ -57,39 +288,31 @@ void check_mirror_sept(kvm::Kvm& k, Violations* out) {
       }
       if ((e.state() != tdx::SeptState::MAPPED && e.state() != tdx::SeptState::PENDING) ||
           e.hpa(tl) != kvm::spte_pfn(spte) << 12)
-        out->push_back({"mirror-sept", "leaf",
-                        where + ": mirror leaf PFN " + hex(kvm::spte_pfn(spte)) + ", S-EPT " +
-                            tdx::state_name(e.state()) + " HPA " + hex(e.hpa(tl))});
+        out->push_back(leaf_mismatch(gfn, level, spte, e, tl));
     } else if (e.state() != tdx::SeptState::NL_MAPPED || e.hpa_bits() != ext) {
-      out->push_back({"mirror-sept", "table",
-                      where + ": mirror table with external_spt " + hex(ext) + ", S-EPT " +
-                          tdx::state_name(e.state()) + " -> " + hex(e.hpa_bits())});
+      out->push_back(table_mismatch(gfn, level, ext, e));
     }
   });
-  for (int level = kvm::kPg4K; level <= kvm::kPg1G; level++)
-    if (leaves[level] != k.page_stats(level))
-      out->push_back({"mirror-sept", "page-stats",
-                      std::string("pages_") + kvm_level(level) + " is " +
-                          std::to_string(k.page_stats(level)) + ", the mirror has " +
-                          std::to_string(leaves[level]) + " leaves"});
-#undef where
-  if (premapped_free > static_cast<uint64_t>(k.nr_premapped()))
-    out->push_back({"mirror-sept", "premap",
-                    std::to_string(premapped_free) +
-                        " mirror leaves have no S-EPT page, but nr_premapped is " +
-                        std::to_string(k.nr_premapped())});
+  report_counts(k, leaves, premapped_free, out);
   // Nothing in the S-EPT that the mirror does not have.
   auto f = [&](uint64_t gpa, int level, tdx::SeptEntry e) {
     uint64_t spte;
     const bool present = k.mirror_spte_at(gpa >> 12, level + 1, &spte);
-    const bool sept_leaf = tdx::is_leaf(e.state());
-    if (!present || kvm::is_last_spte(spte, level + 1) != sept_leaf)
-      out->push_back({"mirror-sept", "extra",
-                      "GFN " + hex(gpa >> 12) + " " + tdx::level_name(level) + ": S-EPT has " +
-                          tdx::state_name(e.state()) + ", the mirror " +
-                          (present ? "a different kind of entry" : "nothing")});
+    if (!present || kvm::is_last_spte(spte, level + 1) != tdx::is_leaf(e.state()))
+      out->push_back(extra(gpa, level, e, present));
   };
   walk_sept(m, td->root, tdx::kPwl, 0, f);
+}
+
+void check_mirror_sept(kvm::Kvm& k, Violations* out) {
+  tdx::Td* td = mirror_sept_td(k);
+  if (!td) return;
+  MirrorWalk w(k, td, /*owner=*/false);
+  w.run();
+  if (w.paired())
+    w.report(out);
+  else
+    check_mirror_sept_reference(k, out);
 }
 
 void check_kvm(kvm::Kvm& k, const guest::Guest& g, bool quiescent, KvmCheckCursor* cur,
@@ -105,40 +328,24 @@ void check_kvm(kvm::Kvm& k, const guest::Guest& g, bool quiescent, KvmCheckCurso
   for (; cur->guest < g.violations().size(); cur->guest++)
     out->push_back(g.violations()[cur->guest]);
   // The module's own invariants; the host ledger is `page-owner` at this level.
-  Violations mod;
-  check_module(k.module(), quiescent, &cur->ledger, &mod);
-  for (auto& v : mod) {
+  const size_t first_module = out->size();
+  check_module(k.module(), quiescent, &cur->ledger, out);
+  for (size_t i = first_module; i < out->size(); i++) {
+    Violation& v = (*out)[i];
     if (v.site == "host-ledger" || v.site == "pamt-vs-host") v.property = "page-owner";
-    out->push_back(std::move(v));
   }
   if (!quiescent || k.vm_bugged()) return;
-  check_mirror_sept(k, out);
-  // page-owner: a frame a mirror leaf maps is neither free nor mapped twice.
-  host::HostPages& h = k.host();
-  // Frame offset -> the GFN that maps it, ~0 when none. Kept across checks and reset entry by
-  // entry afterwards, so that a check costs what the mirror maps rather than the pool size.
-  thread_local std::vector<uint64_t> mapped;
-  thread_local std::vector<uint64_t> set;
-  if (mapped.size() < h.npages()) mapped.resize(h.npages(), ~0ull);
-  k.for_each_mirror_spte([&](uint64_t gfn, int level, uint64_t spte, bool leaf, uint64_t) {
-    if (!leaf) return;
-    for (uint64_t i = 0; i < kvm::pages_per(level); i++) {
-      const uint64_t pfn = kvm::spte_pfn(spte) + i;
-      if (k.host().use(pfn) == host::Use::kFree)
-        out->push_back({"page-owner", "mapped-free",
-                        "GFN " + hex(gfn + i) + " maps PFN " + hex(pfn) + ", which is free"});
-      if (!h.contains(pfn)) continue;
-      uint64_t& at = mapped[pfn - h.base_pfn()];
-      if (at != ~0ull)
-        out->push_back(
-            {"page-owner", "mapped-twice",
-             "PFN " + hex(pfn) + " is mapped at GFN " + hex(at) + " and GFN " + hex(gfn + i)});
-      if (at == ~0ull) set.push_back(pfn - h.base_pfn());
-      at = gfn + i;
-    }
-  });
-  for (uint64_t i : set) mapped[i] = ~0ull;
-  set.clear();
+  // `mirror-sept`, then `page-owner` for the mirror's leaves, from one walk of the mirror.
+  tdx::Td* td = mirror_sept_td(k);
+  MirrorWalk w(k, td, /*owner=*/true);
+  w.run();
+  if (td) {
+    if (w.paired())
+      w.report(out);
+    else
+      check_mirror_sept_reference(k, out);
+  }
+  for (auto& v : w.owner_found) out->push_back(std::move(v));
   g.check_tlbs(out);
   if (k.wait_for_sept_zap())
     out->push_back(

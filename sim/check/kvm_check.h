@@ -19,5 +19,9 @@ void check_kvm(kvm::Kvm& k, const guest::Guest& g, bool quiescent, KvmCheckCurso
 
 // `mirror-sept`: every present mirror SPTE has its S-EPT twin and nothing else is in the S-EPT.
 void check_mirror_sept(kvm::Kvm& k, Violations* out);
+// The same check entry by entry (a root-to-leaf S-EPT walk per mirror SPTE, a mirror lookup
+// per S-EPT entry): the fallback when a mirror table is off its index path, and the oracle
+// the tests compare check_mirror_sept with.
+void check_mirror_sept_reference(kvm::Kvm& k, Violations* out);
 
 }  // namespace check

@@ -1,6 +1,7 @@
 #include "sim/check/module_check.h"
 #include "sim/host/hex.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cstdio>
 #include <string>
@@ -67,9 +68,10 @@ void scan_frames(Module& m, FrameScan* s) {
         if (h.use(pfn) != host::Use::kModule) host_mismatch(pfn, t);
       continue;
     }
+    tdx::PamtEntry* const pamt = &m.pamt_4k(base);  // the block's 4K entries are contiguous
     for (uint64_t pfn = base; pfn < base + host::kPagesPer2M; pfn++) {
-      tdx::PamtEntry& p = m.pamt_4k(pfn);
-      const PageType t = p.type;
+      tdx::PamtEntry& p = pamt[pfn - base];
+      const PageType t = p.type.load(std::memory_order_relaxed);
       if (t != PageType::NDA) {
         s->leaves.push_back({pfn, p.owner, t, tdx::kLevel4K});
         if (h.use(pfn) != host::Use::kModule) host_mismatch(pfn, t);
@@ -90,18 +92,42 @@ class TdChecker {
   // The walks over the whole tree and PAMT run only when quiescent; mid-run (another actor
   // between steps) only the cheap epoch accounting.
   void run() {
-    if (quiescent_ && td_.lifecycle != tdx::Lifecycle::TEARDOWN) {
-      walk_table(td_.root, tdx::kPwl, 0);
-      check_pamt_coverage();
+    if (quiescent_) {
+      const uint64_t base = m_.host().base_pfn();
+      seen_buf_.begin(m_.host().npages());
+      seen_ = {base, seen_buf_.word.data(), seen_buf_.gen << 8};
+      pamt_ = {base, &m_.pamt_4k(base), &m_.pamt_2m(base), &m_.pamt_1g(base)};
     }
-    if (quiescent_) check_chldcnt();
+    const bool walk = quiescent_ && td_.lifecycle != tdx::Lifecycle::TEARDOWN;
+    if (walk) walk_table(td_.root, tdx::kPwl, 0);
+    if (quiescent_) check_pamt_leaves(/*coverage=*/walk);
     check_epochs();
     if (quiescent_) check_locks();
   }
 
  private:
-  void fail(const char* site, std::string detail) {
+  // Cold and out of line, like at(): the walk stays free of string code.
+  [[gnu::cold, gnu::noinline]] void fail(const char* site, std::string detail) {
     out_->push_back({"module", site, std::move(detail)});
+  }
+
+  // Module::pamt_4k and pamt_leaf over the PAMT arrays located once: they run for every
+  // entry of the tree.
+  struct Pamt {
+    uint64_t base_pfn;
+    tdx::PamtEntry *p4k, *p2m, *p1g;  // the entries of the pool's first frame
+  };
+  tdx::PamtEntry& pamt_4k(uint64_t pfn) { return pamt_.p4k[pfn - pamt_.base_pfn]; }
+  tdx::PamtEntry& pamt_leaf(uint64_t pfn, int* level) {
+    const uint64_t i = pfn - pamt_.base_pfn;
+    tdx::PamtEntry& g = pamt_.p1g[i >> 18];
+    if (g.type.load(std::memory_order_relaxed) != PageType::NDA) return *level = 2, g;
+    tdx::PamtEntry& e = pamt_.p2m[i >> 9];
+    if (e.type.load(std::memory_order_relaxed) != PageType::NDA) return *level = 1, e;
+    return *level = 0, pamt_.p4k[i];
+  }
+  [[gnu::cold, gnu::noinline]] static std::string at(uint64_t gpa, int level) {
+    return "GPA " + hex(gpa) + " " + tdx::level_name(level);
   }
 
   // Every entry of every reachable table: children exist and are owned right (PAMT against
@@ -109,75 +135,79 @@ class TdChecker {
   void walk_table(uint64_t table, int level, uint64_t gpa_base) {
     tdx::SeptPage* page = m_.sept_page(table);
     if (!page) return fail("sept-table", "table " + hex(table) + " is not an S-EPT page");
-    for (uint64_t i = 0; i < 512; i++) {
-      const SeptEntry e{page->e[i].load(std::memory_order_relaxed)};
-      if (!e.raw) continue;  // FREE, unlocked, no HPA: nothing to check
-      const uint64_t gpa = gpa_base + (i << tdx::level_shift(level));
-      // Built only when something is wrong: this loop runs for every entry at every step.
-      auto where_fn = [&] { return "GPA " + hex(gpa) + " " + tdx::level_name(level); };
-#define where where_fn()
-      if (quiescent_ && e.locked()) fail("entry-lock-held", where + ": TDEL set while quiescent");
-      // TDHP is sticky by design (tdx-module.md §8.3): a host that failed to lock leaves it
-      // until its next successful lock, so it is not an error when quiescent.
-      const SeptState s = e.state();
-      if (s == SeptState::FREE) {
-        if (e.hpa_bits()) fail("free-entry", where + ": FREE entry with HPA bits");
-        continue;
-      }
-      if (tdx::is_non_leaf(s)) {
-        if (level == 0) {
-          fail("non-leaf-at-4k", where + " is " + tdx::state_name(s));
-          continue;
-        }
-        const uint64_t child = e.hpa_bits();
-        tdx::PamtEntry& p = m_.pamt_4k(child >> 12);
-        if (p.type != PageType::EPT || p.owner != td_.tdr)
-          fail("pamt-vs-sept",
-               where + ": child table " + hex(child) + " has PAMT " + tdx::page_type_name(p.type));
-        if (!seen(child >> 12)++)
-          walk_table(child, level - 1, gpa);
-        else
-          fail("pamt-vs-sept", where + ": table " + hex(child) + " linked twice");
-        continue;
-      }
-      if (!tdx::is_leaf(s) || level > tdx::kLevel1G) {
-        fail("leaf-level", where + ": " + tdx::state_name(s) + " at this level");
-        continue;
-      }
-      if (level == tdx::kLevel4K || s != SeptState::PENDING) {
-        if (e.accept_counter() && level == tdx::kLevel2M)
-          fail("accept-counter",
-               where + ": ACCEPT_COUNTER set on a " + tdx::state_name(s) + " leaf");
-      }
-      const uint64_t hpa = e.hpa(level), pfn = hpa >> 12;
-      if (level == tdx::kLevel4K && (e.hpa_bits() & 0xfff))
-        fail("leaf-hpa", where + ": misaligned HPA");
-      int plevel;
-      tdx::PamtEntry& p = m_.pamt_leaf(pfn, &plevel);
-      if (p.type != PageType::REG || p.owner != td_.tdr || plevel != level)
-        fail("pamt-vs-sept", where + ": page " + hex(hpa) + " has PAMT " +
-                                 tdx::page_type_name(p.type) + " at " + tdx::level_name(plevel));
-      if (seen(pfn)++) fail("pamt-vs-sept", where + ": page " + hex(hpa) + " mapped twice");
+    // Most entries sit in 4K tables: with the level a constant there, the compiler drops the
+    // level tests from that loop.
+    if (level == tdx::kLevel4K)
+      for (uint64_t i = 0; i < 512; i++) check_entry(page->e[i], i, tdx::kLevel4K, gpa_base);
+    else
+      for (uint64_t i = 0; i < 512; i++) check_entry(page->e[i], i, level, gpa_base);
+  }
+
+  [[gnu::always_inline]] void check_entry(const std::atomic<uint64_t>& slot, uint64_t i, int level,
+                                          uint64_t gpa_base) {
+    const SeptEntry e{slot.load(std::memory_order_relaxed)};
+    if (!e.raw) return;  // FREE, unlocked, no HPA: nothing to check
+    const uint64_t gpa = gpa_base + (i << tdx::level_shift(level));
+    // `where` is built only when something is wrong: this loop runs for every entry.
+#define where at(gpa, level)
+    if (quiescent_ && e.locked()) fail("entry-lock-held", where + ": TDEL set while quiescent");
+    // TDHP is sticky by design (tdx-module.md §8.3): a host that failed to lock leaves it
+    // until its next successful lock, so it is not an error when quiescent.
+    const SeptState s = e.state();
+    if (s == SeptState::FREE) {
+      if (e.hpa_bits()) fail("free-entry", where + ": FREE entry with HPA bits");
+      return;
     }
+    if (tdx::is_non_leaf(s)) {
+      if (level == 0) {
+        fail("non-leaf-at-4k", where + " is " + tdx::state_name(s));
+        return;
+      }
+      const uint64_t child = e.hpa_bits();
+      tdx::PamtEntry& p = pamt_4k(child >> 12);
+      if (p.type != PageType::EPT || p.owner != td_.tdr)
+        fail("pamt-vs-sept",
+             where + ": child table " + hex(child) + " has PAMT " + tdx::page_type_name(p.type));
+      if (!reach(child >> 12))
+        walk_table(child, level - 1, gpa);
+      else
+        fail("pamt-vs-sept", where + ": table " + hex(child) + " linked twice");
+      return;
+    }
+    if (!tdx::is_leaf(s) || level > tdx::kLevel1G) {
+      fail("leaf-level", where + ": " + tdx::state_name(s) + " at this level");
+      return;
+    }
+    if (level == tdx::kLevel4K || s != SeptState::PENDING) {
+      if (e.accept_counter() && level == tdx::kLevel2M)
+        fail("accept-counter", where + ": ACCEPT_COUNTER set on a " + tdx::state_name(s) + " leaf");
+    }
+    const uint64_t hpa = e.hpa(level), pfn = hpa >> 12;
+    if (level == tdx::kLevel4K && (e.hpa_bits() & 0xfff))
+      fail("leaf-hpa", where + ": misaligned HPA");
+    int plevel;
+    tdx::PamtEntry& p = pamt_leaf(pfn, &plevel);
+    if (p.type != PageType::REG || p.owner != td_.tdr || plevel != level)
+      fail("pamt-vs-sept", where + ": page " + hex(hpa) + " has PAMT " +
+                               tdx::page_type_name(p.type) + " at " + tdx::level_name(plevel));
+    if (reach(pfn)) fail("pamt-vs-sept", where + ": page " + hex(hpa) + " mapped twice");
   }
 
 #undef where
-  // Every page the PAMT gives this TD as REG or EPT is reachable from the tree: none lost.
-  void check_pamt_coverage() {
+  // One pass over the PAMT leaves for two checks (it runs at every quiescent check):
+  // - with `coverage`, every page the PAMT gives this TD as REG or EPT is reachable from the
+  //   tree: none lost;
+  // - CHLDCNT counts, in 4K units, every page associated with the TD (§8.22).
+  void check_pamt_leaves(bool coverage) {
+    const uint64_t tdr = td_.tdr;
+    int64_t expected = 0;
     for (const PamtLeaf& l : scan_.leaves) {
-      if (l.owner != td_.tdr || (l.type != PageType::REG && l.type != PageType::EPT)) continue;
-      if (!seen(l.pfn))
+      if (l.owner != tdr) continue;
+      if (l.type != PageType::TDR) expected += static_cast<int64_t>(tdx::level_pages(l.level));
+      if (coverage && (l.type == PageType::REG || l.type == PageType::EPT) && !reached(l.pfn))
         fail("pamt-vs-sept", "page " + hex(l.pfn << 12) + " (" + tdx::page_type_name(l.type) +
                                  ") owned by the TD but not in its S-EPT");
     }
-  }
-
-  // CHLDCNT counts, in 4K units, every page associated with the TD (§8.22).
-  void check_chldcnt() {
-    int64_t expected = 0;
-    for (const PamtLeaf& l : scan_.leaves)
-      if (l.owner == td_.tdr && l.type != PageType::TDR)
-        expected += static_cast<int64_t>(tdx::level_pages(l.level));
     if (expected != td_.chldcnt.load())
       fail("chldcnt", "CHLDCNT " + std::to_string(td_.chldcnt.load()) + ", pages owned " +
                           std::to_string(expected));
@@ -226,35 +256,53 @@ class TdChecker {
   bool quiescent_;
   const FrameScan& scan_;
   Violations* out_;
-  // Frames reached from the tree, by offset in the host pool. The buffer is kept across checks
-  // and only the entries this check set are cleared (destructor), so a check costs what the
-  // tree holds rather than the pool size.
-  uint8_t& seen(uint64_t pfn) {
-    const uint64_t i = pfn - m_.host().base_pfn();
-    if (seen_.size() < m_.host().npages()) seen_.resize(m_.host().npages(), 0);
-    if (!seen_[i]) seen_set_.push_back(i);
-    return seen_[i];
+  // How many times the tree reached each frame (wrapping like the byte counter it replaced), by
+  // offset in the host pool, in the low byte of a word whose upper bits are the check's
+  // generation: a count from an older check reads as zero, so no check clears or scans the pool
+  // and a check costs what the tree holds. Words, not bytes: byte stores alias everything and
+  // would make the walk reload its state after each one.
+  struct SeenBuf {
+    std::vector<uint32_t> word;
+    uint32_t gen = 0;  // 24 bits
+    void begin(uint64_t npages) {
+      if (word.size() < npages) word.resize(npages, 0);
+      if (++gen == 1u << 24) std::fill(word.begin(), word.end(), 0), gen = 1;
+    }
+  };
+  struct Seen {
+    uint64_t base_pfn = 0;
+    uint32_t* word = nullptr;
+    uint32_t stamp = 0;  // gen << 8
+  };
+  // Counts one more reach of `pfn`; returns the count before it.
+  uint8_t reach(uint64_t pfn) {
+    uint32_t& w = seen_.word[pfn - seen_.base_pfn];
+    const uint8_t n = (w & ~0xffu) == seen_.stamp ? w & 0xff : 0;
+    w = seen_.stamp | static_cast<uint8_t>(n + 1);
+    return n;
   }
-  static thread_local std::vector<uint8_t> seen_;
-  static thread_local std::vector<uint64_t> seen_set_;
-
- public:
-  ~TdChecker() {
-    for (uint64_t i : seen_set_) seen_[i] = 0;
-    seen_set_.clear();
+  uint8_t reached(uint64_t pfn) const {
+    const uint32_t w = seen_.word[pfn - seen_.base_pfn];
+    return (w & ~0xffu) == seen_.stamp ? w & 0xff : 0;
   }
+  Seen seen_;
+  Pamt pamt_{};
+  static thread_local SeenBuf seen_buf_;
 };
-thread_local std::vector<uint8_t> TdChecker::seen_;
-thread_local std::vector<uint64_t> TdChecker::seen_set_;
+thread_local TdChecker::SeenBuf TdChecker::seen_buf_;
 
 }  // namespace
 
 void check_module(Module& m, bool quiescent, size_t* ledger_seen, Violations* out) {
-  FrameScan scan;
+  // Kept across checks so that its buffer is not regrown at each one.
+  thread_local FrameScan scan;
+  scan.leaves.clear();
+  scan.host.clear();
   if (quiescent) scan_frames(m, &scan);
   for (auto& td : m.tds()) TdChecker(m, *td, quiescent, scan, out).run();
   // PAMT against the host ledger: what the module owns, the host must have handed over.
   for (auto& v : scan.host) out->push_back(std::move(v));
+  scan.host.clear();
   host::HostPages& h = m.host();
   const auto& lv = h.violations();
   for (size_t i = *ledger_seen; i < lv.size(); i++)

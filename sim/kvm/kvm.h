@@ -181,6 +181,7 @@ class Kvm : public tdx::Hooks {
     walk_visit(root_, f);
   }
   KvmMmuPage* sp(uint64_t index) const { return sps_[index].get(); }
+  uint64_t mirror_root() const { return root_; }  // sp() index of the mirror root
   // The folio frame backing `gfn` in guest_memfd, or ~0 when none is allocated.
   uint64_t gmem_pfn(uint64_t gfn) const;
 
