@@ -96,7 +96,6 @@ class TdChecker {
       const uint64_t base = m_.host().base_pfn();
       seen_buf_.begin(m_.host().npages());
       seen_ = {base, seen_buf_.word.data(), seen_buf_.gen << 8};
-      pamt_ = {base, &m_.pamt_4k(base), &m_.pamt_2m(base), &m_.pamt_1g(base)};
     }
     const bool walk = quiescent_ && td_.lifecycle != tdx::Lifecycle::TEARDOWN;
     if (walk) walk_table(td_.root, tdx::kPwl, 0);
@@ -111,21 +110,6 @@ class TdChecker {
     out_->push_back({"module", site, std::move(detail)});
   }
 
-  // Module::pamt_4k and pamt_leaf over the PAMT arrays located once: they run for every
-  // entry of the tree.
-  struct Pamt {
-    uint64_t base_pfn;
-    tdx::PamtEntry *p4k, *p2m, *p1g;  // the entries of the pool's first frame
-  };
-  tdx::PamtEntry& pamt_4k(uint64_t pfn) { return pamt_.p4k[pfn - pamt_.base_pfn]; }
-  tdx::PamtEntry& pamt_leaf(uint64_t pfn, int* level) {
-    const uint64_t i = pfn - pamt_.base_pfn;
-    tdx::PamtEntry& g = pamt_.p1g[i >> 18];
-    if (g.type.load(std::memory_order_relaxed) != PageType::NDA) return *level = 2, g;
-    tdx::PamtEntry& e = pamt_.p2m[i >> 9];
-    if (e.type.load(std::memory_order_relaxed) != PageType::NDA) return *level = 1, e;
-    return *level = 0, pamt_.p4k[i];
-  }
   [[gnu::cold, gnu::noinline]] static std::string at(uint64_t gpa, int level) {
     return "GPA " + hex(gpa) + " " + tdx::level_name(level);
   }
@@ -164,7 +148,7 @@ class TdChecker {
         return;
       }
       const uint64_t child = e.hpa_bits();
-      tdx::PamtEntry& p = pamt_4k(child >> 12);
+      tdx::PamtEntry& p = m_.pamt_4k(child >> 12);
       if (p.type != PageType::EPT || p.owner != td_.tdr)
         fail("pamt-vs-sept",
              where + ": child table " + hex(child) + " has PAMT " + tdx::page_type_name(p.type));
@@ -186,7 +170,7 @@ class TdChecker {
     if (level == tdx::kLevel4K && (e.hpa_bits() & 0xfff))
       fail("leaf-hpa", where + ": misaligned HPA");
     int plevel;
-    tdx::PamtEntry& p = pamt_leaf(pfn, &plevel);
+    tdx::PamtEntry& p = m_.pamt_leaf(pfn, &plevel);
     if (p.type != PageType::REG || p.owner != td_.tdr || plevel != level)
       fail("pamt-vs-sept", where + ": page " + hex(hpa) + " has PAMT " +
                                tdx::page_type_name(p.type) + " at " + tdx::level_name(plevel));
@@ -286,7 +270,6 @@ class TdChecker {
     return (w & ~0xffu) == seen_.stamp ? w & 0xff : 0;
   }
   Seen seen_;
-  Pamt pamt_{};
   static thread_local SeenBuf seen_buf_;
 };
 thread_local TdChecker::SeenBuf TdChecker::seen_buf_;
