@@ -38,7 +38,8 @@ Guest::Guest(kvm::Kvm& kvm)
       tlb_(kvm.nr_vcpus()),
       accepted_(new std::atomic<uint8_t>[kvm.memory_gfns()]),
       gfns_(kvm.memory_gfns()) {
-  for (uint64_t g = 0; g < gfns_; g++) accepted_[g] = 0;
+  // Relaxed: a default (seq_cst) atomic store is a locked exchange on x86.
+  for (uint64_t g = 0; g < gfns_; g++) accepted_[g].store(0, std::memory_order_relaxed);
 }
 
 void Guest::forget(uint64_t gfn, uint64_t count) {
@@ -82,7 +83,8 @@ Result Guest::accept_once(int v, uint64_t gfn, int pg_level, bool* size_mismatch
       case tdx::AcceptResult::kStatus: {
         const tdx::Status s = tdx::status_class(a.status);
         if (s == tdx::Status::SUCCESS || s == tdx::Status::PAGE_ALREADY_ACCEPTED) {
-          for (uint64_t g = gfn; g < gfn + kvm::pages_per(pg_level); g++) accepted_[g] = 1;
+          for (uint64_t g = gfn; g < gfn + kvm::pages_per(pg_level); g++)
+            accepted_[g].store(1, std::memory_order_relaxed);
           if (s == tdx::Status::SUCCESS) listener_->accepted(gfn, kvm::pages_per(pg_level));
           return {};
         }
@@ -241,7 +243,7 @@ Result Guest::access(int v, uint64_t gfn, bool is_write, uint64_t value) {
     }
     const uint64_t pfn = t->pfn + (gfn - t->gfn);
     if (is_write) {
-      kvm_.host().content(pfn) = value;
+      kvm_.host().store_content(pfn, value);
       listener_->stored(gfn, value);
     }
     r.value = kvm_.host().content(pfn);

@@ -34,7 +34,7 @@ HostPages::HostPages(uint64_t base_pfn, uint64_t npages)
       content_(new std::atomic<uint64_t>[npages]),
       free_in_block_(npages / kPagesPer2M, kPagesPer2M),
       touched_(new std::atomic<uint8_t>[npages / kPagesPer2M]()) {
-  for (uint64_t i = 0; i < n_; i++) content_[i] = junk(base_ + i);
+  for (uint64_t i = 0; i < n_; i++) content_[i].store(junk(base_ + i), std::memory_order_relaxed);
 }
 
 void HostPages::reset() {
@@ -43,7 +43,7 @@ void HostPages::reset() {
     for (uint64_t i = b * kPagesPer2M; i < (b + 1) * kPagesPer2M; i++) {
       use_[i] = Use::kFree;
       dirty_[i] = 0;
-      content_[i] = junk(base_ + i);
+      content_[i].store(junk(base_ + i), std::memory_order_relaxed);
     }
     free_in_block_[b] = kPagesPer2M;
     touched_[b] = 0;
@@ -60,7 +60,8 @@ bool HostPages::alloc(unsigned order, Use use, uint64_t* pfn) {
       if (free_in_block_[b] != kPagesPer2M) continue;
       for (uint64_t i = 0; i < kPagesPer2M; i++) {
         use_[b * kPagesPer2M + i] = use;
-        content_[b * kPagesPer2M + i] = junk(base_ + b * kPagesPer2M + i);
+        content_[b * kPagesPer2M + i].store(junk(base_ + b * kPagesPer2M + i),
+                                            std::memory_order_relaxed);
       }
       free_in_block_[b] = 0;
       touched_[b].store(1, std::memory_order_relaxed);
@@ -76,7 +77,7 @@ bool HostPages::alloc(unsigned order, Use use, uint64_t* pfn) {
       uint64_t idx = b * kPagesPer2M + i;
       if (use_[idx] != Use::kFree) continue;
       use_[idx] = use;
-      content_[idx] = junk(base_ + idx);
+      content_[idx].store(junk(base_ + idx), std::memory_order_relaxed);
       free_in_block_[b]--;
       touch(base_ + idx);
       used_++;

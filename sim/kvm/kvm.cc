@@ -112,8 +112,10 @@ Kvm::Kvm(host::HostPages& host, tdx::Module& module, const Options& opts, int nv
       mode_(new std::atomic<bool>[nvcpus]),
       exits_(new std::atomic<uint64_t>[nvcpus]) {
   for (int v = 0; v < nvcpus; v++) kick_pending_[v] = false, mode_[v] = false, exits_[v] = 0;
-  for (uint64_t g = 0; g < memory_gfns; g++) attr_private_[g] = 1;
-  for (uint64_t r = 0; r < (memory_gfns + 511) / 512; r++) lpage_[r] = 0;
+  // Relaxed: nothing else sees the arrays yet, and a seq_cst store is a locked exchange.
+  for (uint64_t g = 0; g < memory_gfns; g++) attr_private_[g].store(1, std::memory_order_relaxed);
+  for (uint64_t r = 0; r < (memory_gfns + 511) / 512; r++)
+    lpage_[r].store(0, std::memory_order_relaxed);
   // Page tables: at most one per host frame (each non-root table has its external page).
   sps_.resize(host.npages() + 2);
   module_.set_hooks(this);

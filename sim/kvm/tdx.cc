@@ -132,7 +132,8 @@ int Kvm::tdx_sept_remove_private_spte(uint64_t gfn, int level, uint64_t pfn) {
     // Every frame of the page at once: transfer() walks them in order, as one call a frame did.
     host_.transfer(pfn, 9 * static_cast<unsigned>(level - kPg4K), host::Use::kModule,
                    host::Use::kHost, "reclaimed guest page");
-    for (uint64_t i = 0; i < pages_per(level); i++) host_.content(pfn + i) = 0;  // tdx_clear_page
+    for (uint64_t i = 0; i < pages_per(level); i++)
+      host_.store_content(pfn + i, 0);  // tdx_clear_page
     return 0;
   }
   int r = tdx_sept_zap_private_spte(gfn, level);

@@ -51,7 +51,9 @@ struct Options {
 
 // Fields are atomic because the module reads them while walking the PAMT before it takes
 // an entry's lock (pamt_leaf), as the real module does; writers hold the lock. Type and owner
-// change only through Module::set_pamt.
+// change only through Module::set_pamt. Hot writers (DEMOTE's 512 children, RECLAIM) store
+// with release order: the lock they hold orders the rest, and a default seq_cst store is a
+// locked exchange on x86.
 struct PamtEntry {
   SharexLock lock;
   std::atomic<PageType> type{PageType::NDA};
@@ -284,8 +286,8 @@ inline PamtEntry& Module::pamt_leaf(uint64_t pfn, int* level) {
 }
 
 inline void Module::set_pamt(PamtEntry& p, PageType type, uint64_t owner) {
-  p.type = type;
-  p.owner = owner;
+  p.type.store(type, std::memory_order_release);
+  p.owner.store(owner, std::memory_order_release);
   // The table holding p, by unsigned address difference (a wrapped one is out of range).
   const auto at = reinterpret_cast<uintptr_t>(&p);
   auto index = [at](const std::vector<PamtEntry>& v) -> uint64_t {
@@ -308,8 +310,8 @@ inline void Module::set_pamt(PamtEntry& p, int level, uint64_t pfn, PageType typ
   assert(&p == (level == kLevel4K   ? &pamt_4k(pfn)
                 : level == kLevel2M ? &pamt_2m(pfn)
                                     : &pamt_1g(pfn)));
-  p.type = type;
-  p.owner = owner;
+  p.type.store(type, std::memory_order_release);
+  p.owner.store(owner, std::memory_order_release);
   const uint64_t off = pfn - base_;
   uint64_t first = off >> 9, count = 1;
   if (level == kLevel1G) first = (off >> 18) << 9, count = 512;

@@ -77,7 +77,7 @@ AcceptResult Module::tdg_mem_page_accept(uint64_t tdvpr, uint64_t rcx) {
   const uint64_t pfn = e.hpa(level) >> host::kPageShift;
   const unsigned chunks = static_cast<unsigned>(level_pages(level));
   for (unsigned i = level == kLevel4K ? 0 : e.accept_counter(); i < chunks; i++) {
-    host_.content(pfn + i) = 0;
+    host_.store_content(pfn + i, 0);
     if (i + 1 < chunks && (i + 1) % 128 == 0) hooks_->yield("accept-chunk");
     if (i + 1 < chunks && hooks_->interrupt_pending("accept")) {
       sept_write_locked(*w.slot, e.with_accept_counter(i + 1));

@@ -62,7 +62,7 @@ Regs Module::tdh_mem_page_demote(const Regs& in) {
       const uint64_t cpfn = pfn + i * stride;
       PamtEntry& ch = child_level == kLevel4K ? pamt_4k(cpfn) : pamt_2m(cpfn);
       set_pamt(ch, child_level, cpfn, type, owner);
-      ch.bepoch = 0;
+      ch.bepoch.store(0, std::memory_order_release);
     }
     set_pamt(big_pamt, t.level, pfn, PageType::NDA, 0);
     big_pamt.bepoch = 0;

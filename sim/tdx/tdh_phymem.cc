@@ -59,7 +59,7 @@ Regs Module::tdh_phymem_page_reclaim(const Regs& in) {
     // S-EPT pages, including the root (the frame is in the TDMR: checked above).
     if (auto& sp = sept_pages_[pfn - base_]) sp.reset();
     set_pamt(p, lvl, pfn, PageType::NDA, 0);
-    p.bepoch = 0;
+    p.bepoch.store(0, std::memory_order_release);
     if (is_tdr) {
       c.release_all();
       tds_.erase(std::find_if(tds_.begin(), tds_.end(), [&](auto& t) { return t.get() == td; }));
