@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "sim/host/rmw.h"
+
 namespace host {
 
 enum class Use : uint8_t {
@@ -37,7 +39,7 @@ inline constexpr uint64_t kPagesPer2M = 512;
 class LedgerLock {
  public:
   void lock() {
-    while (held_.exchange(true, std::memory_order_acquire))
+    while (rmw_exchange(held_, true, std::memory_order_acquire))
       while (held_.load(std::memory_order_relaxed)) std::this_thread::yield();
   }
   void unlock() { held_.store(false, std::memory_order_release); }

@@ -3,6 +3,7 @@
 // removal of page tables, precise zap and the cross-boundary split (kvm-tdx.md §2.A-§2.C).
 #include "sim/kvm/kvm.h"
 
+#include "sim/host/rmw.h"
 #include "sim/sched/probe.h"
 
 namespace kvm {
@@ -180,7 +181,8 @@ void Kvm::handle_changed_spte(uint64_t gfn, uint64_t old_spte, uint64_t new_spte
                               bool shared) {
   (void)gfn;
   const bool was_leaf = is_leaf(old_spte, level), is_leaf_now = is_leaf(new_spte, level);
-  if (was_leaf != is_leaf_now) stats_[level] += is_leaf_now ? 1 : -1;  // kvm_update_page_stats
+  if (was_leaf != is_leaf_now)  // kvm_update_page_stats
+    host::rmw_add(stats_[level], static_cast<int64_t>(is_leaf_now ? 1 : -1));
   if (was_leaf && is_leaf_now && spte_pfn(old_spte) != spte_pfn(new_spte))
     KVM_BUG_ON(true, "handle_changed_spte",
                "BUG: present leaf replaced by a leaf with another PFN");

@@ -39,7 +39,7 @@ inline constexpr std::array<LeafInfo, kLeafNumbers> kLeafInfo = [] {
 
 // Releases an entry lock (clears TDEL).
 inline void sept_lock_release(std::atomic<uint64_t>& slot) {
-  slot.fetch_and(~kTdel, std::memory_order_release);
+  host::rmw_and(slot, ~kTdel, std::memory_order_release);
 }
 
 // A host SEAMCALL in progress: inputs, outputs, and the locks it holds, released in reverse
@@ -51,7 +51,7 @@ class Module::Call {
   ~Call() {
     release_all();
     if (out.rax == 0 && leaf_ != Leaf::VP_ENTER)
-      m_.host_progress_.fetch_add(1, std::memory_order_relaxed);
+      host::rmw_add(m_.host_progress_, uint64_t{1}, std::memory_order_relaxed);
     m_.hooks_->on_call(kLeafInfo[static_cast<int>(leaf_)].name, in, out);
   }
   Call(const Call&) = delete;

@@ -7,6 +7,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "sim/host/rmw.h"
+
 namespace tdx {
 
 // Shared/exclusive lock: bit 31 = exclusive, bits 30:0 = number of shared holders.
@@ -16,14 +18,14 @@ class SharexLock {
     uint32_t v = v_.load(std::memory_order_relaxed);
     do {
       if (v & kExcl) return false;
-    } while (!v_.compare_exchange_weak(v, v + 1, std::memory_order_acquire));
+    } while (!host::rmw_cas(v_, v, v + 1, std::memory_order_acquire));
     return true;
   }
   bool try_exclusive() {
     uint32_t expected = 0;
-    return v_.compare_exchange_strong(expected, kExcl, std::memory_order_acquire);
+    return host::rmw_cas(v_, expected, kExcl, std::memory_order_acquire);
   }
-  void release_shared() { v_.fetch_sub(1, std::memory_order_release); }
+  void release_shared() { host::rmw_sub(v_, 1u, std::memory_order_release); }
   void release_exclusive() { v_.store(0, std::memory_order_release); }
   bool held() const { return v_.load(std::memory_order_relaxed) != 0; }
   bool held_exclusive() const { return v_.load(std::memory_order_relaxed) & kExcl; }

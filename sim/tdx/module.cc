@@ -13,11 +13,11 @@ bool sept_lock_acquire_host(std::atomic<uint64_t>& slot, SeptEntry* seen) {
   uint64_t v = slot.load(std::memory_order_relaxed);
   for (;;) {
     if (v & kTdel) {
-      slot.fetch_or(kTdhp, std::memory_order_relaxed);
+      host::rmw_or(slot, kTdhp, std::memory_order_relaxed);
       *seen = {v};
       return false;
     }
-    if (slot.compare_exchange_weak(v, (v | kTdel) & ~kTdhp, std::memory_order_acquire)) {
+    if (host::rmw_cas(slot, v, (v | kTdel) & ~kTdhp, std::memory_order_acquire)) {
       *seen = {v & ~kTdhp};
       return true;
     }
@@ -31,7 +31,7 @@ GuestLock sept_lock_acquire_guest(std::atomic<uint64_t>& slot, SeptEntry* seen) 
       *seen = {v};
       return GuestLock::kBusy;
     }
-    if (slot.compare_exchange_weak(v, v | kTdel, std::memory_order_acquire)) break;
+    if (host::rmw_cas(slot, v, v | kTdel, std::memory_order_acquire)) break;
   }
   *seen = {v};
   if (v & kTdhp) {  // the host asked for priority: back off (§2.16)
@@ -43,8 +43,8 @@ GuestLock sept_lock_acquire_guest(std::atomic<uint64_t>& slot, SeptEntry* seen) 
 
 void sept_write_locked(std::atomic<uint64_t>& slot, SeptEntry v) {
   uint64_t cur = slot.load(std::memory_order_relaxed);
-  while (!slot.compare_exchange_weak(cur, (v.raw & ~(kTdel | kTdhp)) | (cur & (kTdel | kTdhp)),
-                                     std::memory_order_release)) {
+  while (!host::rmw_cas(slot, cur, (v.raw & ~(kTdel | kTdhp)) | (cur & (kTdel | kTdhp)),
+                        std::memory_order_release)) {
   }
 }
 

@@ -55,7 +55,7 @@ Regs Module::tdh_phymem_page_reclaim(const Regs& in) {
     c.out.rcx = static_cast<uint64_t>(p.type.load());
     c.out.rdx = p.owner;
     c.out.r8 = static_cast<uint64_t>(lvl);
-    if (!is_tdr) td->chldcnt.fetch_sub(static_cast<int64_t>(level_pages(lvl)));
+    if (!is_tdr) host::rmw_sub(td->chldcnt, static_cast<int64_t>(level_pages(lvl)));
     // S-EPT pages, including the root (the frame is in the TDMR: checked above).
     if (auto& sp = sept_pages_[pfn - base_]) sp.reset();
     set_pamt(p, lvl, pfn, PageType::NDA, 0);

@@ -3,6 +3,7 @@
 // every step, `guest-data` at every read.
 #include <cstdio>
 #include "sim/host/hex.h"
+#include "sim/host/rmw.h"
 
 #include "sim/check/guest_data.h"
 #include "sim/check/kvm_check.h"
@@ -44,6 +45,8 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
 
   RunResult run() {
     RunResult r;
+    // A deterministic run drives every actor from this thread: no locked instructions needed.
+    host::SingleThreadScope single(!opts_.free_running);
     // Sequential steps with full checks were each checked quiescent; everything else gets the
     // quiescent checks once, here, when every actor is done.
     bool checked = false;

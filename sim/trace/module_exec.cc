@@ -7,6 +7,7 @@
 
 #include "sim/check/module_check.h"
 #include "sim/host/pages.h"
+#include "sim/host/rmw.h"
 #include "sim/tdx/module.h"
 #include "sim/trace/call_log.h"
 #include "sim/trace/exec.h"
@@ -353,7 +354,10 @@ class ModuleExec : public tdx::Hooks {
 }  // namespace
 
 RunResult run(const Trace& t, const RunOptions& opts) {
-  if (t.target == Target::kModule) return ModuleExec(t, opts).run();
+  if (t.target == Target::kModule) {
+    host::SingleThreadScope single(true);  // module traces run on this thread alone
+    return ModuleExec(t, opts).run();
+  }
   KvmRunConfig cfg;
   std::string bad;
   kvm::bugs_from_env(&cfg.bugs, &bad);  // tools reject a bad TDXSIM_BUGS before running
