@@ -23,6 +23,10 @@ struct RunOptions {
   // and stores on real threads cannot be linearized); every other property is checked when
   // all threads have finished.
   bool free_running = false;
+  // With a schedule: the first `sequential_prefix` statements run to completion, in order,
+  // before the actors start (a VMM builds and finalizes the TD before it starts vCPU threads).
+  // Used by bench/interleave_bench; traces themselves have no such line.
+  size_t sequential_prefix = 0;
 };
 
 struct Failure {

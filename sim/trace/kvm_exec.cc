@@ -1,6 +1,7 @@
 // Executor for KVM traces (TRACE_FORMAT.md, "KVM traces"): userspace ioctls, vCPUs and the
 // guest driven against the KVM model over the TDX module model, every property checked after
 // every step, `guest-data` at every read.
+#include <algorithm>
 #include <cstdio>
 #include "sim/host/hex.h"
 #include "sim/host/rmw.h"
@@ -106,9 +107,10 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
   }
 
   // Each actor's lines in trace order, actors in order of their first line.
-  void group_by_actor(std::vector<int>* order, std::vector<std::vector<size_t>>* lines) const {
+  void group_by_actor(std::vector<int>* order, std::vector<std::vector<size_t>>* lines,
+                      size_t first = 0) const {
     lines->assign(sched::kHostBase + 4, {});
-    for (size_t i = 0; i < t_.stmts.size(); i++) {
+    for (size_t i = first; i < t_.stmts.size(); i++) {
       const int a = stmt_actor(t_.stmts[i]);
       if ((*lines)[a].empty()) order->push_back(a);
       (*lines)[a].push_back(i);
@@ -178,9 +180,12 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
                  << print_schedule(t_.schedule);
       sch.on_switch = [&](const std::string& what) { log_.note("[switch] " + what); };
     }
+    const size_t prefix = std::min(opts_.sequential_prefix, t_.stmts.size());
+    for (size_t i = 0; i < prefix; i++)
+      if (!run_stmt(i, /*quiescent=*/opts_.full_checks_every_step, r)) return false;
     std::vector<int> order;
     std::vector<std::vector<size_t>> lines;
-    group_by_actor(&order, &lines);
+    group_by_actor(&order, &lines, prefix);
     active_ = static_cast<int>(order.size());
     bool failed = false;
     for (int a : order) {
