@@ -123,6 +123,7 @@ TEST(RegressionProbes, EachFixedPathIsReached) {
       {"fault_waits_for_long_conversion", Probe::fault_waited_for_invalidation},
       {"accept_busy_while_host_progresses", Probe::accept_busy},
       {"zero_step_filter_over_pending_page", Probe::zero_step_pending_spin},
+      {"vm_dead_during_vp_enter_epoch", Probe::kick_waited_for_vcpu},
   };
   for (const auto& [name, probe] : cases) {
     sched::reset_probes();

@@ -150,9 +150,16 @@ void Kvm::kvm_bug_on_fired(const char* function, const char* condition, uint64_t
 }
 
 // kvm_vm_dead: KVM_REQ_VM_DEAD to every vCPU (WAIT): each leaves guest mode and KVM_RUN fails.
+// KVM_REQ_VM_DEAD's IPI (kvm-tdx.md §3) takes a vCPU out of the TD at once. A vCPU that is
+// IN_GUEST_MODE but not yet in the TD (before or inside TDH.VP.ENTER, where it may hold the
+// TD's epoch lock) stays IN_GUEST_MODE until it gets there and sees vm_dead itself
+// (tdx_vcpu_run): marking it outside early let a zap's kick skip it while it still held the
+// epoch, so TRACK failed twice (kvm_ops found it: regressions/vm_dead_during_vp_enter_epoch).
 void Kvm::kvm_vm_dead_() {
   vm_dead_ = true;
-  for (int v = 0; v < nr_vcpus(); v++) vcpu_async_exit(v);
+  const int me = env_->actor();
+  for (int v = 0; v < nr_vcpus(); v++)
+    if (vcpu_in_guest(v) || !mode_[v] || v == me) vcpu_async_exit(v);
 }
 
 void Kvm::lockdep_assert_slow(LockNeed need, const char* function) {
