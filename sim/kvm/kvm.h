@@ -190,7 +190,10 @@ class Kvm : public tdx::Hooks {
   void on_call(const char* name, const tdx::Regs& in, const tdx::Regs& out) override;
   bool interrupt_pending(const char* where) override;
   void yield(const char* where) override { env_->yield(where); }
-  void set_observer(tdx::Hooks* h) { observer_ = h; }
+  void set_observer(tdx::Hooks* h) {
+    observer_ = h;
+    wants_calls = h && h->wants_calls;  // on_call only forwards to the observer
+  }
   // Where yields and blocking go: sequential by default, the scheduler when interleaved.
   void set_env(sched::Env* env) { env_ = env ? env : &sched::sequential_env(); }
   sched::Env& env() { return *env_; }

@@ -60,18 +60,12 @@ Scheduler::~Scheduler() {
   for (auto& a : actors_) Fiber::give_back(std::move(a->fiber));
 }
 
-uint64_t Scheduler::rand() {  // splitmix64: every choice comes from the one seed
-  uint64_t z = (rng_ += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 void Scheduler::add_actor(int id, std::function<void()> body) {
   auto a = std::make_unique<Actor>();
   a->id = id;
   a->body = std::move(body);
   a->fiber = Fiber::take();
+  if (n_actors_ < kMaxActors) order_[n_actors_++] = a.get();
   actors_.push_back(std::move(a));
 }
 
@@ -202,13 +196,8 @@ Scheduler::Actor* Scheduler::pick_at_yield(const char* where, uint32_t nth) {
             if (a->id == r.to && runnable(a.get())) return a.get();
         }
       return cur_;
-    case Schedule::kRandom: {
-      Actor* ready_buf[kMaxActors];
-      size_t n_ready = 0;
-      for (auto& a : actors_)
-        if (runnable(a.get())) ready_buf[n_ready++] = a.get();
-      return ready_buf[rand() % n_ready];
-    }
+    case Schedule::kRandom:
+      return pick_random();
     case Schedule::kPct: {
       while (!change_points_.empty() && change_points_.front() <= decisions_) {
         change_points_.erase(change_points_.begin());
@@ -224,26 +213,40 @@ Scheduler::Actor* Scheduler::pick_at_yield(const char* where, uint32_t nth) {
   }
 }
 
+[[gnu::noinline, gnu::cold]] void Scheduler::no_progress() {
+  abort_run("no progress: " + std::to_string(step_limit_) +
+            " scheduling decisions without finishing");
+  __builtin_unreachable();  // abort_run throws once the run has stopped
+}
+
+[[gnu::noinline, gnu::cold]] void Scheduler::report_switch(const char* how, const char* where,
+                                                           uint32_t nth, const Actor* next) {
+  on_switch(actor_name(cur_->id) + how + where + (nth ? ":" + std::to_string(nth) : std::string()) +
+            " -> " + actor_name(next->id));
+}
+
 void Scheduler::yield(const char* where) {
   if (!cur_) return;  // outside any actor (setup, teardown)
-  if (++decisions_ > step_limit_)
-    abort_run("no progress: " + std::to_string(step_limit_) +
-              " scheduling decisions without finishing");
-  // Occurrence counts matter only to switch rules.
-  const uint32_t nth = s_.kind == Schedule::kRules ? ++cur_->counts[where] : 0;
-  Actor* next = pick_at_yield(where, nth);
+  if (++decisions_ > step_limit_) [[unlikely]]
+    no_progress();
+  Actor* next;
+  uint32_t nth = 0;  // occurrence counts matter only to switch rules
+  if (s_.kind == Schedule::kRandom) {
+    next = pick_random();
+  } else {
+    if (s_.kind == Schedule::kRules) nth = ++cur_->counts[where];
+    next = pick_at_yield(where, nth);
+  }
   if (next == cur_) return;
-  if (on_switch)
-    on_switch(actor_name(cur_->id) + " @ " + where +
-              (nth ? ":" + std::to_string(nth) : std::string()) + " -> " + actor_name(next->id));
+  if (on_switch) [[unlikely]]
+    report_switch(" @ ", where, nth, next);
   go_home(next);
 }
 
 void Scheduler::spin(const char* where) {
   if (!cur_) return;
-  if (++decisions_ > step_limit_)
-    abort_run("no progress: " + std::to_string(step_limit_) +
-              " scheduling decisions without finishing");
+  if (++decisions_ > step_limit_) [[unlikely]]
+    no_progress();
   // Occurrence counts matter only to switch rules.
   const uint32_t nth = s_.kind == Schedule::kRules ? ++cur_->counts[where] : 0;
   // Fairness: the next runnable actor in declaration order, whatever the strategy (PCT would
@@ -251,9 +254,8 @@ void Scheduler::spin(const char* where) {
   Actor* next = s_.kind == Schedule::kRules ? pick_at_yield(where, nth) : nullptr;
   if (!next || next == cur_) next = round_robin(cur_);
   if (!next || next == cur_) return;
-  if (on_switch)
-    on_switch(actor_name(cur_->id) + " spins @ " + where +
-              (nth ? ":" + std::to_string(nth) : std::string()) + " -> " + actor_name(next->id));
+  if (on_switch) [[unlikely]]
+    report_switch(" spins @ ", where, nth, next);
   go_home(next);
 }
 
@@ -261,9 +263,8 @@ bool Scheduler::block_until(const char* what, const std::function<bool()>& ready
                             const std::function<void()>& take) {
   if (!cur_) return Env::block_until(what, ready, take);
   while (!ready()) {
-    if (++decisions_ > step_limit_)
-      abort_run("no progress: " + std::to_string(step_limit_) +
-                " scheduling decisions without finishing");
+    if (++decisions_ > step_limit_) [[unlikely]]
+      no_progress();
     cur_->waiting = &ready;
     cur_->what = what;
     Actor* next = pick_other(cur_);

@@ -85,6 +85,30 @@ class Scheduler : public Env {
     uint64_t last_run = 0;
   };
   bool runnable(const Actor* a) const { return !a->done && (!a->waiting || (*a->waiting)()); }
+  // `schedule random`: a runnable actor chosen by the next random number, inline in yield()
+  // (most yield points of a random schedule go through here).
+  Actor* pick_random() {
+    Actor* ready[kMaxActors];
+    size_t n = 0;
+    for (size_t i = 0; i < n_actors_; i++)
+      if (runnable(order_[i])) ready[n++] = order_[i];
+    return ready[pick_index(rand(), n)];
+  }
+  // r % n, with constant divisors for the usual actor counts (a multiply, not a divide).
+  static size_t pick_index(uint64_t r, size_t n) {
+    switch (n) {
+      case 1:
+        return 0;
+      case 2:
+        return r % 2;
+      case 3:
+        return r % 3;
+      case 4:
+        return r % 4;
+      default:
+        return r % n;
+    }
+  }
   Actor* pick_other(Actor* from);  // the next runnable actor when `from` cannot go on
   Actor* round_robin(Actor* from);
   Actor* pick_at_yield(const char* where, uint32_t nth);
@@ -92,7 +116,14 @@ class Scheduler : public Env {
   // cancelled) returns to the scheduler's context.
   void go_home(Actor* next);
   void abort_run(std::string why);
-  uint64_t rand();
+  [[noreturn]] void no_progress();
+  void report_switch(const char* how, const char* where, uint32_t nth, const Actor* next);
+  uint64_t rand() {  // splitmix64: every choice comes from the one seed
+    uint64_t z = (rng_ += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
 
   static constexpr size_t kMaxActors = 12;  // 8 vCPUs and 4 host threads
   struct Cancelled {};  // thrown inside an actor to unwind it when a run stops early
@@ -100,6 +131,8 @@ class Scheduler : public Env {
   Schedule s_;
   uint64_t step_limit_;
   std::vector<std::unique_ptr<Actor>> actors_;
+  Actor* order_[kMaxActors] = {};  // actors_ without the indirection, for the per-yield loops
+  size_t n_actors_ = 0;
   Actor* cur_ = nullptr;
   Actor* next_ = nullptr;
   bool stop_ = false;

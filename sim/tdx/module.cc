@@ -284,7 +284,7 @@ Regs Module::seamcall(const Regs& in) {
     Regs out;
     out.rax = it->status;
     injections_.erase(it);
-    hooks_->on_call(kLeafInfo[num].name, in, out);
+    if (hooks_->wants_calls) hooks_->on_call(kLeafInfo[num].name, in, out);
     return out;
   }
   switch (leaf) {

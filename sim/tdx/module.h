@@ -121,6 +121,9 @@ struct AcceptResult {
 class Hooks {
  public:
   virtual ~Hooks() = default;
+  // False when on_call does nothing (no -v log): the module then skips the virtual call, made
+  // once per SEAMCALL, TDCALL and TD exit.
+  bool wants_calls = true;
   // A place where another actor could run; `where` names it for logs and probes.
   virtual void yield(const char* where) { (void)where; }
   // Called when a SEAMCALL, the guest's TDCALL or a TD exit returns; `name` is the ABI name.

@@ -15,7 +15,7 @@ AcceptResult Module::tdg_mem_page_accept(uint64_t tdvpr, uint64_t rcx) {
     r.kind = AcceptResult::kStatus;
     r.status = s;
     out.rax = s;
-    hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
+    if (hooks_->wants_calls) hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
     return r;
   };
   auto ept_exit = [&](uint64_t gpa, int found_level, SeptEntry e) {
@@ -25,7 +25,7 @@ AcceptResult Module::tdg_mem_page_accept(uint64_t tdvpr, uint64_t rcx) {
         true};
     out.rax = kExitReasonEptViolation;
     out.r8 = gpa;
-    hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
+    if (hooks_->wants_calls) hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
     td_exit(tdvpr);  // not counted by the zero-step filter (see ept_violation_exit)
     return r;
   };
@@ -84,7 +84,7 @@ AcceptResult Module::tdg_mem_page_accept(uint64_t tdvpr, uint64_t rcx) {
       sept_lock_release(*w.slot);
       r.kind = AcceptResult::kResumed;
       out.rax = ~0ull;
-      hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
+      if (hooks_->wants_calls) hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
       return r;
     }
   }

@@ -39,6 +39,7 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
         guest_(kvm_),
         model_(t.memory),
         log_(o.log) {
+    wants_calls = o.log != nullptr;  // on_call only logs
     kvm_.set_observer(this);
     apply_injections(t, module_);
     guest_.set_listener(this);
