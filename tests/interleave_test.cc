@@ -13,6 +13,7 @@
 
 #include "sim/kvm/kvm.h"
 #include "sim/sched/probe.h"
+#include "sim/sched/scheduler.h"
 #include "sim/trace/exec.h"
 #include "sim/trace/trace.h"
 
@@ -73,6 +74,16 @@ trace::Trace load(const std::string& name, const std::string& prefix = "") {
 }
 
 class Interleave : public ::testing::TestWithParam<Scenario> {};
+
+TEST(ActorNames, ParseInvertsNameAndRejectsOthers) {
+  for (int id : {0, 1, 7, sched::kHostBase, sched::kHostBase + 3}) {
+    EXPECT_EQ(sched::parse_actor(sched::actor_name(id)), id) << sched::actor_name(id);
+  }
+  for (const char* bad : {"", "vcpu", "host", "vcpu8", "host4", "vcpu-1", "vcpu1x", "vcpu100",
+                          "xcpu0", "Vcpu0", "hostA", "vcpu 1"})
+    EXPECT_EQ(sched::parse_actor(bad), -1) << bad;
+  EXPECT_EQ(sched::parse_actor("vcpu07"), 7);  // two digits, as before
+}
 
 TEST_P(Interleave, PassesAndReachesItsProbes) {
   sched::reset_probes();

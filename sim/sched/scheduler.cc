@@ -38,16 +38,16 @@ std::string actor_name(int id) {
 }
 
 int parse_actor(const std::string& name) {
-  auto num = [](const std::string& s, int* v) {
-    if (s.empty() || s.size() > 2) return false;
-    for (char c : s)
-      if (c < '0' || c > '9') return false;
-    *v = std::stoi(s);
-    return true;
-  };
-  int v;
-  if (name.rfind("vcpu", 0) == 0 && num(name.substr(4), &v) && v < 8) return v;
-  if (name.rfind("host", 0) == 0 && num(name.substr(4), &v) && v < 4) return kHostBase + v;
+  // "vcpu" or "host" and one or two decimal digits; no allocation (stmt_actor calls this for
+  // every statement of every run).
+  if (name.size() < 5 || name.size() > 6) return -1;
+  int v = 0;
+  for (size_t i = 4; i < name.size(); i++) {
+    if (name[i] < '0' || name[i] > '9') return -1;
+    v = v * 10 + (name[i] - '0');
+  }
+  if (name.compare(0, 4, "vcpu") == 0) return v < 8 ? v : -1;
+  if (name.compare(0, 4, "host") == 0) return v < 4 ? kHostBase + v : -1;
   return -1;
 }
 
