@@ -116,8 +116,13 @@ Kvm::Kvm(host::HostPages& host, tdx::Module& module, const Options& opts, int nv
   for (uint64_t g = 0; g < memory_gfns; g++) attr_private_[g].store(1, std::memory_order_relaxed);
   for (uint64_t r = 0; r < (memory_gfns + 511) / 512; r++)
     lpage_[r].store(0, std::memory_order_relaxed);
-  // Page tables: at most one per host frame (each non-root table has its external page).
-  sps_.resize(host.npages() + 2);
+  // Page tables: at most one per host frame (each non-root table has its external page). The
+  // registry is mostly empty slots: the previous VM's on this thread is reused (see ~Kvm).
+  sps_.swap(spare_sps());
+  if (sps_.size() != host.npages() + 2) {
+    sps_.clear();
+    sps_.resize(host.npages() + 2);
+  }
   module_.set_hooks(this);
   // KVM_CREATE_VM + KVM_TDX_INIT_VM + vCPU creation: the TD in op state INITIALIZED.
   tdr_ = module_.create_td(nvcpus);
@@ -127,6 +132,16 @@ Kvm::Kvm(host::HostPages& host, tdx::Module& module, const Options& opts, int nv
 
 Kvm::~Kvm() {
   module_.set_hooks(nullptr);
+  // Only slots below sp_next_ were ever used: clear those and keep the registry for the next
+  // VM on this thread, instead of destroying and zeroing thousands of empty slots per run.
+  for (uint64_t i = 1; i < sp_next_ && i < sps_.size(); i++) sps_[i].reset();
+  auto& spare = spare_sps();
+  if (spare.empty()) spare.swap(sps_);
+}
+
+std::vector<std::unique_ptr<KvmMmuPage>>& Kvm::spare_sps() {
+  thread_local std::vector<std::unique_ptr<KvmMmuPage>> spare;
+  return spare;
 }
 
 uint64_t Kvm::tdvpr(int v) const {

@@ -340,7 +340,8 @@ class Kvm : public tdx::Hooks {
   mutable std::mutex gmem_mu_;  // guest_memfd's own locking (filemap)
   // Registry of page tables, sized once so that lookups never race with growth; slots are
   // handed out under sp_mu_ (KVM allocates from per-vCPU caches).
-  std::vector<std::unique_ptr<KvmMmuPage>> sps_;  // index 0 unused
+  std::vector<std::unique_ptr<KvmMmuPage>> sps_;                 // index 0 unused
+  static std::vector<std::unique_ptr<KvmMmuPage>>& spare_sps();  // this thread's, all empty
   std::vector<uint64_t> free_sp_slots_;
   uint64_t sp_next_ = 1;
   std::mutex sp_mu_;
