@@ -144,16 +144,6 @@ std::vector<std::unique_ptr<KvmMmuPage>>& Kvm::spare_sps() {
   return spare;
 }
 
-uint64_t Kvm::tdvpr(int v) const {
-  tdx::Td* td = module_.td_of(tdr_);
-  return td && v < static_cast<int>(td->vcpus.size()) ? td->vcpus[v].tdvpr : 0;
-}
-
-bool Kvm::vcpu_in_guest(int v) const {
-  tdx::Td* td = module_.td_of(tdr_);
-  return td && v < static_cast<int>(td->vcpus.size()) && td->vcpus[v].in_td;
-}
-
 void Kvm::kvm_bug_on_fired(const char* function, const char* condition, uint64_t status,
                            bool has_status) {
   {
@@ -251,12 +241,6 @@ void Kvm::mmu_read_unlock() {
   mmu_lock_.reader_actor[env_->actor() + 1]--;
   env_->notify();
   yield("mmu_unlock-read");
-}
-
-bool Kvm::vcpu_ack_kick(int v) {
-  if (!kick_pending_[v].load()) return false;
-  vcpu_async_exit(v);  // the IPI: out of guest mode
-  return true;
 }
 
 // tdx_gmem_private_max_mapping_level, v2 patch 23: 4K until the TD is RUNNABLE, then 2M.

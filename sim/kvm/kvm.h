@@ -130,7 +130,11 @@ class Kvm : public tdx::Hooks {
 
   // ---- vCPU run loop -----------------------------------------------------------------------
   // KVM_RUN until the vCPU is in guest mode. 0 when in guest; -EIO when the VM is dead.
-  int kvm_arch_vcpu_ioctl_run(int v);
+  // The common case (already in guest mode) inline: a guest op calls this before every step.
+  int kvm_arch_vcpu_ioctl_run(int v) {
+    if (!vm_dead_ && state_ == TdState::RUNNABLE && vcpu_in_guest(v)) return 0;
+    return vcpu_run(v);
+  }
   // An asynchronous exit (host interrupt, kick acknowledgement): the vCPU leaves guest mode.
   void vcpu_async_exit(int v);
   // A TD exit for an EPT violation at `gpa` (type 1 ACCEPT with its info, 6 PENDING, 0 other)
@@ -144,10 +148,16 @@ class Kvm : public tdx::Hooks {
   tdx::Module& module() { return module_; }
   host::HostPages& host() { return host_; }
   uint64_t tdr() const { return tdr_; }
-  uint64_t tdvpr(int v) const;
+  uint64_t tdvpr(int v) const {
+    const tdx::Td* td = module_.td_of(tdr_);
+    return td && v < static_cast<int>(td->vcpus.size()) ? td->vcpus[v].tdvpr : 0;
+  }
   int nr_vcpus() const { return static_cast<int>(vcpus_.size()); }
   // In guest mode = inside the TD between TDH.VP.ENTER and the TD exit (the module's view).
-  bool vcpu_in_guest(int v) const;
+  bool vcpu_in_guest(int v) const {
+    const tdx::Td* td = module_.td_of(tdr_);
+    return td && v < static_cast<int>(td->vcpus.size()) && td->vcpus[v].in_td;
+  }
   uint64_t vcpu_kicks(int v) const { return vcpus_[v].kicks; }
   uint64_t memory_gfns() const { return nr_gfns_; }
   TdState td_state() const { return state_; }
@@ -199,7 +209,11 @@ class Kvm : public tdx::Hooks {
   sched::Env& env() { return *env_; }
   // A vCPU at an instruction boundary takes a pending kick (KVM_REQ_OUTSIDE_GUEST_MODE IPI):
   // it leaves guest mode. True if it did.
-  bool vcpu_ack_kick(int v);
+  bool vcpu_ack_kick(int v) {
+    if (!kick_pending_[v].load()) return false;
+    vcpu_async_exit(v);  // the IPI: out of guest mode
+    return true;
+  }
   bool kick_pending(int v) const { return kick_pending_[v].load(); }
   // vcpu->mode == IN_GUEST_MODE: set before TDH.VP.ENTER (so a kick waits for a vCPU that is
   // entering), cleared when the vCPU is back in KVM (kvm-tdx.md §7.9).
@@ -224,6 +238,7 @@ class Kvm : public tdx::Hooks {
   }
 
  private:
+  int vcpu_run(int v);  // kvm_arch_vcpu_ioctl_run's slow path
   // One private fault at gfn: the PFN from guest_memfd (before mmu_lock, under its
   // invalidate lock), then kvm_tdp_mmu_map under the read lock unless an invalidation made
   // the fault stale. Returns RET_PF_* or a negative errno.

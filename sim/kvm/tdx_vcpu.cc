@@ -8,7 +8,8 @@ namespace kvm {
 
 using tdx::Leaf;
 
-int Kvm::kvm_arch_vcpu_ioctl_run(int v) {
+// kvm_arch_vcpu_ioctl_run past its inline fast path.
+int Kvm::vcpu_run(int v) {
   if (vm_dead_) return -kEIO;
   if (state_ != TdState::RUNNABLE) return -kEINVAL;  // tdx_vcpu_pre_run
   if (vcpu_in_guest(v)) return 0;
