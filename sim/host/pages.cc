@@ -133,21 +133,4 @@ void HostPages::free_frames(const uint64_t* pfns, size_t n) {
                           use_name(use_[p - base_]) + ", expected " + use_name(from));
 }
 
-void HostPages::transfer(uint64_t pfn, unsigned order, Use from, Use to, const char* why) {
-  const uint64_t end = pfn + (1ull << order);
-  std::lock_guard<LedgerLock> l(mu_);
-  for (uint64_t p = pfn; p < end; p++) {
-    if (!contains(p)) [[unlikely]] {
-      transfer_violation(p, from, why);
-      continue;
-    }
-    Use& u = use_[p - base_];
-    touch(p);
-    if (u != from) [[unlikely]]
-      transfer_violation(p, from, why);
-    else
-      u = to;
-  }
-}
-
 }  // namespace host

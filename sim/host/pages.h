@@ -133,4 +133,23 @@ class HostPages {
   std::vector<std::string> violations_;
 };
 
+// Inline: a frame at a time on the teardown and fault paths, where the call cost more than
+// the ledger update.
+inline void HostPages::transfer(uint64_t pfn, unsigned order, Use from, Use to, const char* why) {
+  const uint64_t end = pfn + (1ull << order);
+  std::lock_guard<LedgerLock> l(mu_);
+  for (uint64_t p = pfn; p < end; p++) {
+    if (!contains(p)) [[unlikely]] {
+      transfer_violation(p, from, why);
+      continue;
+    }
+    Use& u = use_[p - base_];
+    touch(p);
+    if (u != from) [[unlikely]]
+      transfer_violation(p, from, why);
+    else
+      u = to;
+  }
+}
+
 }  // namespace host

@@ -283,6 +283,9 @@ class Kvm : public tdx::Hooks {
   int tdx_sept_link_private_spt(uint64_t gfn, int level, uint64_t external_spt);
   int tdx_sept_set_private_spte(uint64_t gfn, int level, uint64_t pfn);
   int tdx_sept_remove_private_spte(uint64_t gfn, int level, uint64_t pfn);
+  int tdx_sept_zap_track_drop(uint64_t gfn, int level, uint64_t pfn);
+  int tdx_reclaim_page(int level, uint64_t pfn);
+  void warn_reclaim_failed(uint64_t status);
   int tdx_sept_zap_private_spte(uint64_t gfn, int level);
   void tdx_track();
   int tdx_sept_drop_private_spte(uint64_t gfn, int level, uint64_t pfn);
@@ -295,7 +298,15 @@ class Kvm : public tdx::Hooks {
   void leave_guest_mode(int v);
   int tdx_check_accept_level(int v, uint64_t gfn, const tdx::EptExit& info);
   tdx::Regs seamcall(tdx::Leaf leaf, uint64_t rcx, uint64_t rdx = 0, uint64_t r8 = 0,
-                     uint64_t r9 = 0);
+                     uint64_t r9 = 0) {
+    tdx::Regs in;
+    in.rax = tdx::leaf_rax(leaf);
+    in.rcx = rcx;
+    in.rdx = rdx;
+    in.r8 = r8;
+    in.r9 = r9;
+    return module_.seamcall(in);
+  }
   // A SEAMCALL with KVM's retry rule: on BUSY, no-vCPUs-enter retry once (kvm-tdx.md §4).
   tdx::Regs seamcall_retry(tdx::Leaf leaf, uint64_t rcx, uint64_t rdx = 0, uint64_t r8 = 0);
   uint64_t gpa_rcx(uint64_t gfn, int level) const {

@@ -9,16 +9,6 @@ namespace kvm {
 using tdx::Leaf;
 using tdx::Status;
 
-tdx::Regs Kvm::seamcall(Leaf leaf, uint64_t rcx, uint64_t rdx, uint64_t r8, uint64_t r9) {
-  tdx::Regs in;
-  in.rax = tdx::leaf_rax(leaf);
-  in.rcx = rcx;
-  in.rdx = rdx;
-  in.r8 = r8;
-  in.r9 = r9;
-  return module_.seamcall(in);
-}
-
 // One attempt; on TDX_OPERAND_BUSY set wait_for_sept_zap, kick every vCPU out of guest mode,
 // retry once, clear the flag. The second result is final (§2, "no-vcpus retry").
 tdx::Regs Kvm::seamcall_retry(Leaf leaf, uint64_t rcx, uint64_t rdx, uint64_t r8) {
@@ -116,30 +106,45 @@ int Kvm::tdx_sept_set_private_spte(uint64_t gfn, int level, uint64_t pfn) {
   return -kEIO;
 }
 
-// remove_external_spte: BLOCK, TRACK + kick, REMOVE, WBINVD, clear (§2.B B3).
+// remove_external_spte: BLOCK, TRACK + kick, REMOVE, WBINVD, clear (§2.B B3). After HKID
+// release (teardown) the page is reclaimed directly: a tail call, so that this path, once a
+// guest page, saves no registers for the other one.
 int Kvm::tdx_sept_remove_private_spte(uint64_t gfn, int level, uint64_t pfn) {
-  if (!hkid_assigned_) {
-    // After HKID release (teardown): reclaim the page(s) directly.
-    KVM_BUG_ON(!vm_dead_, "tdx_sept_remove_private_spte",
-               "!is_hkid_assigned(kvm_tdx) && !kvm->vm_dead");
-    tdx::Regs r = seamcall(Leaf::PHYMEM_PAGE_RECLAIM, pfn << 12);
-    if (r.rax) {
-      add_violation(
-          {"kvm-bug-on", "__tdx_reclaim_page",
-           "WARN: TDH.PHYMEM.PAGE.RECLAIM -> " + tdx::status_name(r.rax) + "; page leaked"});
-      return 0;
-    }
-    // Every frame of the page at once: transfer() walks them in order, as one call a frame did.
-    host_.transfer(pfn, 9 * static_cast<unsigned>(level - kPg4K), host::Use::kModule,
-                   host::Use::kHost, "reclaimed guest page");
-    for (uint64_t i = 0; i < pages_per(level); i++)
-      host_.store_content(pfn + i, 0);  // tdx_clear_page
-    return 0;
-  }
+  if (!hkid_assigned_) return tdx_reclaim_page(level, pfn);
+  return tdx_sept_zap_track_drop(gfn, level, pfn);
+}
+
+[[gnu::noinline]] int Kvm::tdx_sept_zap_track_drop(uint64_t gfn, int level, uint64_t pfn) {
   int r = tdx_sept_zap_private_spte(gfn, level);
   if (r <= 0) return r;
   tdx_track();
   return tdx_sept_drop_private_spte(gfn, level, pfn);
+}
+
+// tdx_reclaim_page: RECLAIM, then the page is the host's again, cleared (tdx_clear_page).
+int Kvm::tdx_reclaim_page(int level, uint64_t pfn) {
+  KVM_BUG_ON(!vm_dead_, "tdx_sept_remove_private_spte",
+             "!is_hkid_assigned(kvm_tdx) && !kvm->vm_dead");
+  tdx::Regs r = seamcall(Leaf::PHYMEM_PAGE_RECLAIM, pfn << 12);
+  if (r.rax) [[unlikely]] {
+    warn_reclaim_failed(r.rax);
+    return 0;
+  }
+  if (level == kPg4K) {  // the common case, without the loops
+    host_.transfer(pfn, 0, host::Use::kModule, host::Use::kHost, "reclaimed guest page");
+    host_.store_content(pfn, 0);
+    return 0;
+  }
+  // Every frame of the page at once: transfer() walks them in order, as one call a frame did.
+  host_.transfer(pfn, 9 * static_cast<unsigned>(level - kPg4K), host::Use::kModule,
+                 host::Use::kHost, "reclaimed guest page");
+  for (uint64_t i = 0; i < pages_per(level); i++) host_.store_content(pfn + i, 0);
+  return 0;
+}
+
+[[gnu::cold, gnu::noinline]] void Kvm::warn_reclaim_failed(uint64_t status) {
+  add_violation({"kvm-bug-on", "__tdx_reclaim_page",
+                 "WARN: TDH.PHYMEM.PAGE.RECLAIM -> " + tdx::status_name(status) + "; page leaked"});
 }
 
 // BLOCK (tdx_sept_zap_private_spte). Returns 1 when blocked, 0 for a premapped page that

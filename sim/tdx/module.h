@@ -316,6 +316,10 @@ inline void Module::set_pamt(PamtEntry& p, int level, uint64_t pfn, PageType typ
   p.type.store(type, std::memory_order_release);
   p.owner.store(owner, std::memory_order_release);
   const uint64_t off = pfn - base_;
+  if (level == kLevel4K) {  // RECLAIM's and ACCEPT's case: one block, inside the TDMR
+    touched_[off >> 9].store(1, std::memory_order_relaxed);
+    return;
+  }
   uint64_t first = off >> 9, count = 1;
   if (level == kLevel1G) first = (off >> 18) << 9, count = 512;
   for (uint64_t b = first; b < first + count && b < pamt2m_.size(); b++)

@@ -26,47 +26,64 @@ Regs Module::tdh_phymem_page_wbinvd(const Regs& in) {
   return c.out;
 }
 
+// Run once a page at teardown (every guest page, then each S-EPT page): written without the
+// Call object's lock stack, with the two locks in locals and each PAMT field read once (under
+// the entry's exclusive lock they cannot change). It does what a Call does on return: the
+// locks released in reverse order, host progress counted, the call hook.
 Regs Module::tdh_phymem_page_reclaim(const Regs& in) {
-  Call c(*this, Leaf::PHYMEM_PAGE_RECLAIM, in);
+  Regs out;
+  SharexLock* page_lock = nullptr;  // exclusive
+  SharexLock* tdr_lock = nullptr;   // shared
   [&]() -> bool {
+    auto fail = [&](uint64_t status) {
+      out.rax = status;
+      return false;
+    };
     const uint64_t pa = in.rcx;
     if ((pa & 0xfff) || (pa & kHkidMask) || (pa >> kMaxPaBits))
-      return c.fail(raw(Status::OPERAND_INVALID, Operand::RCX));
+      return fail(raw(Status::OPERAND_INVALID, Operand::RCX));
     if (!in_tdmr(pa, host::kPageSize))
-      return c.fail(raw(Status::OPERAND_ADDR_RANGE_ERROR, Operand::RCX));
+      return fail(raw(Status::OPERAND_ADDR_RANGE_ERROR, Operand::RCX));
     const uint64_t pfn = pa >> host::kPageShift;
     int lvl;
     PamtEntry& p = pamt_leaf(pfn, &lvl);
-    if (!p.lock.try_exclusive()) return c.fail(raw(Status::OPERAND_BUSY, Operand::RCX));
-    c.hold(p.lock, LockMode::kExclusive);
-    if (p.type == PageType::NDA || p.type == PageType::RSVD)
-      return c.fail(raw(Status::PAGE_METADATA_INCORRECT, Operand::RCX));
-    if (pa & (level_size(lvl) - 1)) return c.fail(raw(Status::OPERAND_INVALID, Operand::RCX));
-    Td* td = td_of(p.owner);
-    const bool is_tdr = p.type == PageType::TDR;
+    if (!p.lock.try_exclusive()) return fail(raw(Status::OPERAND_BUSY, Operand::RCX));
+    page_lock = &p.lock;
+    const PageType type = p.type.load();
+    if (type == PageType::NDA || type == PageType::RSVD)
+      return fail(raw(Status::PAGE_METADATA_INCORRECT, Operand::RCX));
+    if (pa & (level_size(lvl) - 1)) return fail(raw(Status::OPERAND_INVALID, Operand::RCX));
+    const uint64_t owner = p.owner.load();
+    Td* td = td_of(owner);
+    const bool is_tdr = type == PageType::TDR;
     if (!is_tdr) {  // the owner's TDR, shared and implicit
-      PamtEntry& tp = pamt_4k(p.owner >> host::kPageShift);
-      if (!tp.lock.try_shared()) return c.fail(raw(Status::OPERAND_BUSY, Operand::TDR));
-      c.hold(tp.lock, LockMode::kShared);
+      SharexLock& tl = pamt_4k(owner >> host::kPageShift).lock;
+      if (!tl.try_shared()) return fail(raw(Status::OPERAND_BUSY, Operand::TDR));
+      tdr_lock = &tl;
     }
     if (!td || td->lifecycle != Lifecycle::TEARDOWN)
-      return c.fail(raw(Status::LIFECYCLE_STATE_INCORRECT));
-    if (is_tdr && td->chldcnt.load() != 0) return c.fail(raw(Status::TD_ASSOCIATED_PAGES_EXIST));
-    c.out.rcx = static_cast<uint64_t>(p.type.load());
-    c.out.rdx = p.owner;
-    c.out.r8 = static_cast<uint64_t>(lvl);
+      return fail(raw(Status::LIFECYCLE_STATE_INCORRECT));
+    if (is_tdr && td->chldcnt.load() != 0) return fail(raw(Status::TD_ASSOCIATED_PAGES_EXIST));
+    out.rcx = static_cast<uint64_t>(type);
+    out.rdx = owner;
+    out.r8 = static_cast<uint64_t>(lvl);
     if (!is_tdr) host::rmw_sub(td->chldcnt, static_cast<int64_t>(level_pages(lvl)));
     // S-EPT pages, including the root (the frame is in the TDMR: checked above).
     if (auto& sp = sept_pages_[pfn - base_]) sp.reset();
     set_pamt(p, lvl, pfn, PageType::NDA, 0);
     p.bepoch.store(0, std::memory_order_release);
     if (is_tdr) {
-      c.release_all();
+      p.lock.release_exclusive();
+      page_lock = nullptr;
       tds_.erase(std::find_if(tds_.begin(), tds_.end(), [&](auto& t) { return t.get() == td; }));
     }
     return true;
   }();
-  return c.out;
+  if (tdr_lock) tdr_lock->release_shared();
+  if (page_lock) page_lock->release_exclusive();
+  if (out.rax == 0) host::rmw_add(host_progress_, uint64_t{1}, std::memory_order_relaxed);
+  hooks_->on_call(kLeafInfo[static_cast<int>(Leaf::PHYMEM_PAGE_RECLAIM)].name, in, out);
+  return out;
 }
 
 }  // namespace tdx

@@ -16,8 +16,23 @@ class CallLog {
   explicit CallLog(std::ostream* os) : os_(os) {}
   ~CallLog() { flush(); }
 
+  // Inline: every SEAMCALL and TDCALL reaches here, and most runs have no log.
   void call(const char* name, const tdx::Regs& in, const tdx::Regs& out) {
+    if (os_) log_call(name, in, out);
+  }
+  void note(const std::string& text) {
     if (!os_) return;
+    flush();
+    *os_ << "    " << text << "\n";
+  }
+  void flush() {
+    if (os_ && repeats_) *os_ << "    ... and " << repeats_ << " more like it\n";
+    repeats_ = 0;
+    last_.clear();
+  }
+
+ private:
+  [[gnu::noinline]] void log_call(const char* name, const tdx::Regs& in, const tdx::Regs& out) {
     std::string key = std::string(name) + " " + tdx::status_name(out.rax);
     if (key == last_) {
       repeats_++;
@@ -34,18 +49,6 @@ class CallLog {
          << " r8=" << hex(in.r8) << " -> " << tdx::status_name(out.rax) << " rcx=" << hex(out.rcx)
          << " rdx=" << hex(out.rdx) << " r8=" << hex(out.r8) << "\n";
   }
-  void note(const std::string& text) {
-    if (!os_) return;
-    flush();
-    *os_ << "    " << text << "\n";
-  }
-  void flush() {
-    if (os_ && repeats_) *os_ << "    ... and " << repeats_ << " more like it\n";
-    repeats_ = 0;
-    last_.clear();
-  }
-
- private:
   static std::string hex(uint64_t v) { return host::hex(v); }
   std::ostream* os_;
   std::string last_;
