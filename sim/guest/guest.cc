@@ -69,23 +69,25 @@ Result Guest::fail_run(int err) const {
 Result Guest::accept_once(int v, uint64_t gfn, int pg_level, bool* size_mismatch) {
   const uint64_t limit = kvm_.options().local_retry_limit;
   const uint64_t gpa = gfn << 12;
+  const uint64_t rcx = gpa | kvm::tdx_level(pg_level);
+  tdx::Module& module = kvm_.module();
   // BUSY while the host makes progress (e.g. the host SEAMCALL that set the entry's
   // host-priority bit waits for a long punch hole before it retries) restarts the budget:
   // `liveness` means `limit` attempts in a row with no host SEAMCALL succeeding (and the total
   // stays bounded, so that a livelock of busy hosts ends as `liveness` too). kvm_ops found it.
-  uint64_t progress = kvm_.module().host_progress(), waited = 0;
+  uint64_t progress = module.host_progress(), waited = 0;
   for (uint64_t tries = 0; tries <= limit; tries++) {
     kvm_.vcpu_ack_kick(v);  // an instruction boundary: a pending IPI is taken here
     if (int e = enter(v)) return fail_run(e);
-    tdx::AcceptResult a =
-        kvm_.module().tdg_mem_page_accept(kvm_.tdvpr(v), gpa | kvm::tdx_level(pg_level));
+    const tdx::AcceptResult a = module.tdg_mem_page_accept(kvm_.tdvpr(v), rcx);
     switch (a.kind) {
       case tdx::AcceptResult::kStatus: {
         const tdx::Status s = tdx::status_class(a.status);
         if (s == tdx::Status::SUCCESS || s == tdx::Status::PAGE_ALREADY_ACCEPTED) {
-          for (uint64_t g = gfn; g < gfn + kvm::pages_per(pg_level); g++)
-            accepted_[g].store(1, std::memory_order_relaxed);
-          if (s == tdx::Status::SUCCESS) listener_->accepted(gfn, kvm::pages_per(pg_level));
+          const uint64_t n = kvm::pages_per(pg_level);
+          std::atomic<uint8_t>* acc = accepted_.get();
+          for (uint64_t g = gfn; g < gfn + n; g++) acc[g].store(1, std::memory_order_relaxed);
+          if (s == tdx::Status::SUCCESS) listener_->accepted(gfn, n);
           return {};
         }
         if (s == tdx::Status::PAGE_SIZE_MISMATCH) {
@@ -95,7 +97,7 @@ Result Guest::accept_once(int v, uint64_t gfn, int pg_level, bool* size_mismatch
         if (tdx::is_busy(a.status)) {  // the host holds the entry: try again
           sched::hit(sched::Probe::accept_busy);
           kvm_.env().spin("guest-accept-busy");
-          const uint64_t now = kvm_.module().host_progress();
+          const uint64_t now = module.host_progress();
           if (now != progress && waited++ < limit * 1024) tries = 0;
           progress = now;
           continue;
@@ -116,6 +118,10 @@ Result Guest::accept_once(int v, uint64_t gfn, int pg_level, bool* size_mismatch
         continue;
     }
   }
+  return stuck_accept(v, gfn, limit);
+}
+
+Result Guest::stuck_accept(int v, uint64_t gfn, uint64_t limit) {
   report({"liveness", "guest-accept",
           "vCPU " + std::to_string(v) + ": ACCEPT of GFN " + hex(gfn) + " did not complete in " +
               std::to_string(limit) + " attempts"});

@@ -74,6 +74,7 @@ class Guest {
   Result fail_run(int err) const;
   Result access(int v, uint64_t gfn, bool is_write, uint64_t value);
   Result accept_once(int v, uint64_t gfn, int pg_level, bool* size_mismatch);
+  [[gnu::cold, gnu::noinline]] Result stuck_accept(int v, uint64_t gfn, uint64_t limit);
   bool tlb_valid(const TlbEntry& t, std::string* why) const;
   const TlbEntry* tlb_lookup(int v, uint64_t gfn) const;
   void ensure_accepted(int v, uint64_t gfn, Result* r);

@@ -136,9 +136,37 @@ struct Module::Target {
 // host acquisition clears TDHP (§2.0 step 10, §2.16).
 bool sept_lock_acquire_host(std::atomic<uint64_t>& slot, SeptEntry* seen);
 enum class GuestLock : uint8_t { kOk, kBusy, kBusyHostPriority };
-GuestLock sept_lock_acquire_guest(std::atomic<uint64_t>& slot, SeptEntry* seen);
+// Inline, like the writers below: every guest ACCEPT takes and releases an entry lock.
+inline GuestLock sept_lock_acquire_guest(std::atomic<uint64_t>& slot, SeptEntry* seen) {
+  uint64_t v = slot.load(std::memory_order_relaxed);
+  for (;;) {
+    if (v & kTdel) {
+      *seen = {v};
+      return GuestLock::kBusy;
+    }
+    if (host::rmw_cas(slot, v, v | kTdel, std::memory_order_acquire)) break;
+  }
+  *seen = {v};
+  if (v & kTdhp) {  // the host asked for priority: back off (§2.16)
+    sept_lock_release(slot);
+    return GuestLock::kBusyHostPriority;
+  }
+  return GuestLock::kOk;
+}
 // Writes a new entry value while holding its lock, keeping TDEL and TDHP as they are now.
-void sept_write_locked(std::atomic<uint64_t>& slot, SeptEntry v);
+inline void sept_write_locked(std::atomic<uint64_t>& slot, SeptEntry v) {
+  uint64_t cur = slot.load(std::memory_order_relaxed);
+  while (!host::rmw_cas(slot, cur, (v.raw & ~(kTdel | kTdhp)) | (cur & (kTdel | kTdhp)),
+                        std::memory_order_release)) {
+  }
+}
+// sept_write_locked then sept_lock_release in one step: TDHP kept, TDEL cleared.
+inline void sept_write_unlock(std::atomic<uint64_t>& slot, SeptEntry v) {
+  uint64_t cur = slot.load(std::memory_order_relaxed);
+  while (!host::rmw_cas(slot, cur, (v.raw & ~(kTdel | kTdhp)) | (cur & kTdhp),
+                        std::memory_order_release)) {
+  }
+}
 inline SeptEntry sept_read(const std::atomic<uint64_t>& slot) {
   return {slot.load(std::memory_order_acquire)};
 }

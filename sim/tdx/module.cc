@@ -1,4 +1,4 @@
-// Module construction, PAMT, the S-EPT walk, the common prologue and the SEAMCALL dispatcher.
+// Module construction, PAMT, the common prologue and the SEAMCALL dispatcher.
 #include "sim/tdx/module.h"
 
 #include <algorithm>
@@ -21,30 +21,6 @@ bool sept_lock_acquire_host(std::atomic<uint64_t>& slot, SeptEntry* seen) {
       *seen = {v & ~kTdhp};
       return true;
     }
-  }
-}
-
-GuestLock sept_lock_acquire_guest(std::atomic<uint64_t>& slot, SeptEntry* seen) {
-  uint64_t v = slot.load(std::memory_order_relaxed);
-  for (;;) {
-    if (v & kTdel) {
-      *seen = {v};
-      return GuestLock::kBusy;
-    }
-    if (host::rmw_cas(slot, v, v | kTdel, std::memory_order_acquire)) break;
-  }
-  *seen = {v};
-  if (v & kTdhp) {  // the host asked for priority: back off (§2.16)
-    sept_lock_release(slot);
-    return GuestLock::kBusyHostPriority;
-  }
-  return GuestLock::kOk;
-}
-
-void sept_write_locked(std::atomic<uint64_t>& slot, SeptEntry v) {
-  uint64_t cur = slot.load(std::memory_order_relaxed);
-  while (!host::rmw_cas(slot, cur, (v.raw & ~(kTdel | kTdhp)) | (cur & (kTdel | kTdhp)),
-                        std::memory_order_release)) {
   }
 }
 
@@ -94,12 +70,6 @@ void Module::reset(const Options& opts, Hooks* hooks) {
   injections_.clear();
 }
 
-SeptPage* Module::sept_page(uint64_t hpa) {
-  const uint64_t pfn = hpa >> host::kPageShift;
-  if (pfn < base_ || pfn - base_ >= n_) return nullptr;
-  return sept_pages_[pfn - base_].get();
-}
-
 SeptPage* Module::new_sept_page(uint64_t hpa) {
   const uint64_t i = (hpa >> host::kPageShift) - base_;
   touched_[i >> 9].store(1, std::memory_order_relaxed);
@@ -110,28 +80,6 @@ SeptPage* Module::new_sept_page(uint64_t hpa) {
 
 void Module::free_sept_page(uint64_t hpa) {
   sept_pages_[(hpa >> host::kPageShift) - base_].reset();
-}
-
-Vcpu* Module::vcpu_of(uint64_t tdvpr, Td** td) {
-  for (auto& t : tds_)
-    for (auto& v : t->vcpus)
-      if (v.tdvpr == tdvpr) return *td = t.get(), &v;
-  return nullptr;
-}
-
-Module::WalkResult Module::walk(const Td& td, uint64_t gpa, int level) {
-  WalkResult r;
-  SeptPage* page = sept_page(td.root);
-  for (int l = kPwl;; l--) {
-    r.slot = &page->e[(gpa >> level_shift(l)) & 511];
-    r.level = l;
-    if (l == level) return r.reached = true, r;
-    SeptEntry e = sept_read(*r.slot);
-    // secure_ept_walk stops at a leaf or at an entry with RWX=0 (§1.3, §8.1).
-    if (e.state() != SeptState::NL_MAPPED) return r;
-    page = sept_page(e.hpa_bits());
-    if (!page) return r;  // cannot happen while `module` invariants hold
-  }
 }
 
 // tracked(B) := B < E-1 || (B == E-1 && REFCOUNT[B&1] == 0)  (§3, helpers.h is_tlb_tracked)

@@ -252,6 +252,11 @@ class Module {
   SeptPage* new_sept_page(uint64_t hpa);
   void free_sept_page(uint64_t hpa);
   void note_ept_violation(Vcpu& v, uint64_t gpa);
+  // TDG.MEM.PAGE.ACCEPT's exits (tdg_mem_page_accept.cc): a status to the guest, and the rare
+  // EPT-violation TD exit, out of line.
+  AcceptResult accept_status(uint64_t rcx, uint64_t status);
+  AcceptResult accept_ept_exit(uint64_t tdvpr, uint64_t rcx, uint64_t gpa, int found_level,
+                               SeptEntry e);
   bool would_fault(Td& td, uint64_t gpa);
 
   host::HostPages& host_;
@@ -324,6 +329,34 @@ inline void Module::set_pamt(PamtEntry& p, int level, uint64_t pfn, PageType typ
   if (level == kLevel1G) first = (off >> 18) << 9, count = 512;
   for (uint64_t b = first; b < first + count && b < pamt2m_.size(); b++)
     touched_[b].store(1, std::memory_order_relaxed);
+}
+
+// The S-EPT walk and the vCPU lookup, inline: every ACCEPT (and most SEAMCALLs) makes them.
+inline SeptPage* Module::sept_page(uint64_t hpa) {
+  const uint64_t i = (hpa >> host::kPageShift) - base_;  // below base_ wraps out of range
+  return i < n_ ? sept_pages_[i].get() : nullptr;
+}
+
+inline Module::WalkResult Module::walk(const Td& td, uint64_t gpa, int level) {
+  WalkResult r;
+  SeptPage* page = sept_page(td.root);
+  for (int l = kPwl;; l--) {
+    r.slot = &page->e[(gpa >> level_shift(l)) & 511];
+    r.level = l;
+    if (l == level) return r.reached = true, r;
+    const SeptEntry e{r.slot->load(std::memory_order_acquire)};
+    // secure_ept_walk stops at a leaf or at an entry with RWX=0 (§1.3, §8.1).
+    if (e.state() != SeptState::NL_MAPPED) return r;
+    page = sept_page(e.hpa_bits());
+    if (!page) return r;  // cannot happen while `module` invariants hold
+  }
+}
+
+inline Vcpu* Module::vcpu_of(uint64_t tdvpr, Td** td) {
+  for (auto& t : tds_)
+    for (auto& v : t->vcpus)
+      if (v.tdvpr == tdvpr) return *td = t.get(), &v;
+  return nullptr;
 }
 
 inline Td* Module::td_of(uint64_t tdr) {

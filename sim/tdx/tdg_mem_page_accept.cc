@@ -1,35 +1,46 @@
 // The guest's TDG.MEM.PAGE.ACCEPT (tdx-module.md §2.15). It takes no TDR, OP_STATE or tree
 // lock: it walks unlocked and then takes the guest side of the entry lock, which it holds
 // across its work, so a host SEAMCALL on the same entry meanwhile sees TDX_OPERAND_BUSY.
+//
+// The 4K ACCEPT is the hot case (a Linux guest falls back to 512 of them when the host mapped
+// smaller than 2M): it runs straight through, and the exits build their registers only when
+// they report.
 #include "sim/tdx/call.h"
 
 namespace tdx {
 
-AcceptResult Module::tdg_mem_page_accept(uint64_t tdvpr, uint64_t rcx) {
+AcceptResult Module::accept_status(uint64_t rcx, uint64_t status) {
   AcceptResult r;
-  Td* td = nullptr;
-  Vcpu* v = vcpu_of(tdvpr, &td);
+  r.kind = AcceptResult::kStatus;
+  r.status = status;
   Regs in, out;
   in.rcx = rcx;
-  auto status = [&](uint64_t s) {
-    r.kind = AcceptResult::kStatus;
-    r.status = s;
-    out.rax = s;
-    if (hooks_->wants_calls) hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
-    return r;
-  };
-  auto ept_exit = [&](uint64_t gpa, int found_level, SeptEntry e) {
-    r.kind = AcceptResult::kEptViolation;
-    r.exit = {
-        gpa, static_cast<int>(rcx & 7), found_level, public_state(e.state()), is_leaf(e.state()),
-        true};
-    out.rax = kExitReasonEptViolation;
-    out.r8 = gpa;
-    if (hooks_->wants_calls) hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
-    td_exit(tdvpr);  // not counted by the zero-step filter (see ept_violation_exit)
-    return r;
-  };
-  if (!v || !v->in_td) {
+  out.rax = status;
+  if (hooks_->wants_calls) hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
+  return r;
+}
+
+[[gnu::cold]] AcceptResult Module::accept_ept_exit(uint64_t tdvpr, uint64_t rcx, uint64_t gpa,
+                                                   int found_level, SeptEntry e) {
+  AcceptResult r;
+  r.kind = AcceptResult::kEptViolation;
+  r.exit = {
+      gpa, static_cast<int>(rcx & 7), found_level, public_state(e.state()), is_leaf(e.state()),
+      true};
+  Regs in, out;
+  in.rcx = rcx;
+  out.rax = kExitReasonEptViolation;
+  out.r8 = gpa;
+  if (hooks_->wants_calls) hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
+  td_exit(tdvpr);  // not counted by the zero-step filter (see ept_violation_exit)
+  return r;
+}
+
+AcceptResult Module::tdg_mem_page_accept(uint64_t tdvpr, uint64_t rcx) {
+  Td* td = nullptr;
+  Vcpu* v = vcpu_of(tdvpr, &td);
+  if (!v || !v->in_td) [[unlikely]] {
+    AcceptResult r;
     r.kind = AcceptResult::kNotInTd;
     return r;
   }
@@ -37,63 +48,68 @@ AcceptResult Module::tdg_mem_page_accept(uint64_t tdvpr, uint64_t rcx) {
   const int level = static_cast<int>(rcx & 7);
   const uint64_t gpa = gpa_of(rcx);
   if ((rcx & 0xff8) || (rcx >> 52) || level > kLevel2M || (gpa & (level_size(level) - 1)))
-    return status(raw(Status::OPERAND_INVALID, Operand::RCX));
-  if ((gpa & kSharedBit) || (gpa >> kGpaw))
-    return status(raw(Status::OPERAND_INVALID, Operand::RCX));
+      [[unlikely]]
+    return accept_status(rcx, raw(Status::OPERAND_INVALID, Operand::RCX));
+  if ((gpa & kSharedBit) || (gpa >> kGpaw)) [[unlikely]]
+    return accept_status(rcx, raw(Status::OPERAND_INVALID, Operand::RCX));
   // Step 2: unlocked walk.
-  WalkResult w = walk(*td, gpa, level);
-  if (!w.reached) {
-    const SeptEntry e = sept_read(*w.slot);
+  const WalkResult w = walk(*td, gpa, level);
+  std::atomic<uint64_t>& slot = *w.slot;
+  if (!w.reached) [[unlikely]] {
+    const SeptEntry e = sept_read(slot);
     if (e.state() == SeptState::MAPPED)
-      return status(raw(Status::PAGE_ALREADY_ACCEPTED, static_cast<uint32_t>(w.level)));
-    return ept_exit(gpa, w.level, e);
+      return accept_status(rcx, raw(Status::PAGE_ALREADY_ACCEPTED, static_cast<uint32_t>(w.level)));
+    return accept_ept_exit(tdvpr, rcx, gpa, w.level, e);
   }
   // Step 3: guest entry lock; host priority makes the guest back off (reported as BUSY).
   SeptEntry seen;
-  switch (sept_lock_acquire_guest(*w.slot, &seen)) {
-    case GuestLock::kOk:
-      break;
-    case GuestLock::kBusy:
-    case GuestLock::kBusyHostPriority:
-      return status(raw(Status::OPERAND_BUSY, Operand::RCX));
-  }
+  if (sept_lock_acquire_guest(slot, &seen) != GuestLock::kOk)
+    return accept_status(rcx, raw(Status::OPERAND_BUSY, Operand::RCX));
   hooks_->yield("accept-entry-locked");
-  const SeptEntry e = sept_read(*w.slot).without_locks();
+  const SeptEntry e = sept_read(slot).without_locks();
   // Steps 4-6.
-  if (is_non_leaf(e.state())) {
-    sept_lock_release(*w.slot);
-    return status(raw(Status::PAGE_SIZE_MISMATCH, static_cast<uint32_t>(level)));
-  }
-  if (e.state() == SeptState::MAPPED) {
-    sept_lock_release(*w.slot);
-    return status(raw(Status::PAGE_ALREADY_ACCEPTED, static_cast<uint32_t>(level)));
-  }
-  if (e.state() != SeptState::PENDING) {
-    sept_lock_release(*w.slot);
-    return ept_exit(gpa, level, e);
+  const SeptState s = e.state();
+  if (s != SeptState::PENDING) {
+    sept_lock_release(slot);
+    if (s == SeptState::MAPPED)
+      return accept_status(rcx, raw(Status::PAGE_ALREADY_ACCEPTED, static_cast<uint32_t>(level)));
+    if (is_non_leaf(s))
+      return accept_status(rcx, raw(Status::PAGE_SIZE_MISMATCH, static_cast<uint32_t>(level)));
+    return accept_ept_exit(tdvpr, rcx, gpa, level, e);
   }
   // Step 7: zero the page chunk by chunk; a 2M ACCEPT saves its progress in ACCEPT_COUNTER
-  // when an interrupt is pending and the TDCALL re-executes later.
+  // when an interrupt is pending and the TDCALL re-executes later. Between chunks (never
+  // after the last one) it offers a yield every 128 chunks and checks for an interrupt.
   const uint64_t pfn = e.hpa(level) >> host::kPageShift;
-  const unsigned chunks = static_cast<unsigned>(level_pages(level));
-  for (unsigned i = level == kLevel4K ? 0 : e.accept_counter(); i < chunks; i++) {
-    host_.store_content(pfn + i, 0);
-    if (i + 1 < chunks && (i + 1) % 128 == 0) hooks_->yield("accept-chunk");
-    if (i + 1 < chunks && hooks_->interrupt_pending("accept")) {
-      sept_write_locked(*w.slot, e.with_accept_counter(i + 1));
-      sept_lock_release(*w.slot);
-      r.kind = AcceptResult::kResumed;
-      out.rax = ~0ull;
-      if (hooks_->wants_calls) hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
-      return r;
-    }
+  if (level == kLevel4K) {
+    host_.store_content(pfn, 0);
+    // Step 8. In a 4K leaf bits 20:12 are HPA bits, which clearing an ACCEPT_COUNTER there
+    // would corrupt (§1.1).
+    sept_write_unlock(slot, e.with_state(SeptState::MAPPED));
+    return accept_status(rcx, raw(Status::SUCCESS));
   }
-  // Step 8. Only a 2M leaf has an ACCEPT_COUNTER; in a 4K leaf bits 20:12 are HPA bits, which
-  // clearing them would corrupt (§1.1).
-  const SeptEntry done = level == kLevel4K ? e : e.with_accept_counter(0);
-  sept_write_locked(*w.slot, done.with_state(SeptState::MAPPED));
-  sept_lock_release(*w.slot);
-  return status(raw(Status::SUCCESS));
+  const unsigned chunks = static_cast<unsigned>(level_pages(level));
+  unsigned i = e.accept_counter();
+  if (i < chunks) {
+    for (; i + 1 < chunks; i++) {
+      host_.store_content(pfn + i, 0);
+      if ((i + 1) % 128 == 0) hooks_->yield("accept-chunk");
+      if (hooks_->interrupt_pending("accept")) {
+        sept_write_unlock(slot, e.with_accept_counter(i + 1));
+        AcceptResult r;
+        r.kind = AcceptResult::kResumed;
+        Regs in, out;
+        in.rcx = rcx;
+        out.rax = ~0ull;
+        if (hooks_->wants_calls) hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
+        return r;
+      }
+    }
+    host_.store_content(pfn + i, 0);
+  }
+  // Step 8: only a 2M leaf has an ACCEPT_COUNTER.
+  sept_write_unlock(slot, e.with_accept_counter(0).with_state(SeptState::MAPPED));
+  return accept_status(rcx, raw(Status::SUCCESS));
 }
 
 }  // namespace tdx

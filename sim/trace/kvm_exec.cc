@@ -224,8 +224,12 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
   // `irq [N]`, as in module traces: the module sees the pending interrupt at its next check
   // (DEMOTE with enhanced_demote_interruptibility=0, PROMOTE, a 2M ACCEPT after N more chunks),
   // where it is consumed. Kvm::interrupt_pending asks here after its own kick check.
+  // Asked between every two chunks of a 2M ACCEPT: the pending case is out of line.
   bool interrupt_pending(const char* where) override {
     if (!irq_) return false;
+    return take_interrupt(where);
+  }
+  [[gnu::cold, gnu::noinline]] bool take_interrupt(const char* where) {
     if (std::string_view(where) == "accept" && irq_skip_ > 0) {
       irq_skip_--;
       return false;
