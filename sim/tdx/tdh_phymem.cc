@@ -82,7 +82,8 @@ Regs Module::tdh_phymem_page_reclaim(const Regs& in) {
   if (tdr_lock) tdr_lock->release_shared();
   if (page_lock) page_lock->release_exclusive();
   if (out.rax == 0) host::rmw_add(host_progress_, uint64_t{1}, std::memory_order_relaxed);
-  hooks_->on_call(kLeafInfo[static_cast<int>(Leaf::PHYMEM_PAGE_RECLAIM)].name, in, out);
+  if (hooks_->wants_calls)
+    hooks_->on_call(kLeafInfo[static_cast<int>(Leaf::PHYMEM_PAGE_RECLAIM)].name, in, out);
   return out;
 }
 
