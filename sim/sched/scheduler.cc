@@ -80,6 +80,7 @@ bool Scheduler::run() {
         // unwound: every object on this actor's stack is destroyed
       }
       self->done = true;
+      n_unready_++;
       go_home(cancelling_ ? nullptr : pick_other(self));
     });
   }
@@ -266,6 +267,7 @@ bool Scheduler::block_until(const char* what, const std::function<bool()>& ready
     if (++decisions_ > step_limit_) [[unlikely]]
       no_progress();
     cur_->waiting = &ready;
+    n_unready_++;
     cur_->what = what;
     Actor* next = pick_other(cur_);
     if (!next) {
@@ -280,6 +282,7 @@ bool Scheduler::block_until(const char* what, const std::function<bool()>& ready
       on_switch(actor_name(cur_->id) + " waits for " + what + " -> " + actor_name(next->id));
     go_home(next);
     cur_->waiting = nullptr;
+    n_unready_--;
   }
   if (take) take();
   return true;

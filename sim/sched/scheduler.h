@@ -88,6 +88,8 @@ class Scheduler : public Env {
   // `schedule random`: a runnable actor chosen by the next random number, inline in yield()
   // (most yield points of a random schedule go through here).
   Actor* pick_random() {
+    // Every actor runnable (the usual case): no predicate to evaluate, no list to build.
+    if (n_unready_ == 0) return order_[pick_index(rand(), n_actors_)];
     Actor* ready[kMaxActors];
     size_t n = 0;
     for (size_t i = 0; i < n_actors_; i++)
@@ -133,6 +135,9 @@ class Scheduler : public Env {
   std::vector<std::unique_ptr<Actor>> actors_;
   Actor* order_[kMaxActors] = {};  // actors_ without the indirection, for the per-yield loops
   size_t n_actors_ = 0;
+  // Actors done or waiting in block_until (never fewer than really are: exactly so outside
+  // the unwinding of a cancelled run, where it may be more); 0 lets pick_random skip the scan.
+  size_t n_unready_ = 0;
   Actor* cur_ = nullptr;
   Actor* next_ = nullptr;
   bool stop_ = false;
