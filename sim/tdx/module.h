@@ -338,18 +338,17 @@ inline SeptPage* Module::sept_page(uint64_t hpa) {
 }
 
 inline Module::WalkResult Module::walk(const Td& td, uint64_t gpa, int level) {
-  WalkResult r;
-  SeptPage* page = sept_page(td.root);
-  for (int l = kPwl;; l--) {
-    r.slot = &page->e[(gpa >> level_shift(l)) & 511];
-    r.level = l;
-    if (l == level) return r.reached = true, r;
-    const SeptEntry e{r.slot->load(std::memory_order_acquire)};
+  int l = kPwl;
+  std::atomic<uint64_t>* slot = &sept_page(td.root)->e[(gpa >> level_shift(l)) & 511];
+  for (; l != level; l--) {
+    const SeptEntry e{slot->load(std::memory_order_acquire)};
     // secure_ept_walk stops at a leaf or at an entry with RWX=0 (§1.3, §8.1).
-    if (e.state() != SeptState::NL_MAPPED) return r;
-    page = sept_page(e.hpa_bits());
-    if (!page) return r;  // cannot happen while `module` invariants hold
+    if (e.state() != SeptState::NL_MAPPED) return {slot, l, false};
+    SeptPage* page = sept_page(e.hpa_bits());
+    if (!page) return {slot, l, false};  // cannot happen while `module` invariants hold
+    slot = &page->e[(gpa >> level_shift(l - 1)) & 511];
   }
+  return {slot, l, true};
 }
 
 inline Vcpu* Module::vcpu_of(uint64_t tdvpr, Td** td) {

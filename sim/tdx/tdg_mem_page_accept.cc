@@ -91,8 +91,11 @@ AcceptResult Module::tdg_mem_page_accept(uint64_t tdvpr, uint64_t rcx) {
   const unsigned chunks = static_cast<unsigned>(level_pages(level));
   unsigned i = e.accept_counter();
   if (i < chunks) {
+    // The chunks share one 2M block of the pool (its base is 2M-aligned): touched once here,
+    // then plain stores as store_content makes them.
+    std::atomic<uint64_t>* chunk = &host_.content(pfn);
     for (; i + 1 < chunks; i++) {
-      host_.store_content(pfn + i, 0);
+      chunk[i].store(0, std::memory_order_relaxed);
       if ((i + 1) % 128 == 0) hooks_->yield("accept-chunk");
       if (hooks_->interrupt_pending("accept")) {
         sept_write_unlock(slot, e.with_accept_counter(i + 1));
@@ -105,7 +108,7 @@ AcceptResult Module::tdg_mem_page_accept(uint64_t tdvpr, uint64_t rcx) {
         return r;
       }
     }
-    host_.store_content(pfn + i, 0);
+    chunk[i].store(0, std::memory_order_relaxed);
   }
   // Step 8: only a 2M leaf has an ACCEPT_COUNTER.
   sept_write_unlock(slot, e.with_accept_counter(0).with_state(SeptState::MAPPED));
