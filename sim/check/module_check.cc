@@ -129,8 +129,9 @@ class TdChecker {
     if (level == tdx::kLevel4K) return walk_4k(*page, gpa_base);
     // The upper tables are mostly empty: eight all-zero entries are skipped at once.
     for (uint64_t i = 0; i < 512; i += 8) {
+      const std::atomic<uint64_t>* const q = &page->e[i];
       uint64_t any = 0;
-      for (uint64_t j = i; j < i + 8; j++) any |= page->e[j].load(std::memory_order_relaxed);
+      for (int j = 0; j < 8; j++) any |= q[j].load(std::memory_order_relaxed);
       if (any)
         for (uint64_t j = i; j < i + 8; j++) check_entry(page->e[j], j, level, gpa_base);
     }
