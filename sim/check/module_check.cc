@@ -141,32 +141,41 @@ class TdChecker {
   // 1G and 2M PAMT entries are NDA (the block of the previous leaf, as a rule) that passes and
   // was not reached before, is checked here; every other entry goes to entry_4k, from scratch.
   [[gnu::noinline]] void walk_4k(tdx::SeptPage& page, uint64_t gpa_base) {
+    uint64_t small_block = ~0ull;  // offset >> 9 of the 2M block entry_4k last found small
+    for (uint64_t i = 0;; i++) {
+      i = fast_4k(page, i, small_block);
+      if (i == 512) break;
+      small_block = entry_4k(page.e[i], i, gpa_base, small_block);
+    }
+  }
+
+  // walk_4k's entries from `i` on, up to the first one that needs entry_4k: returns its index,
+  // or 512. It calls nothing, so that what it uses stays in registers.
+  [[gnu::always_inline]] uint64_t fast_4k(tdx::SeptPage& page, uint64_t i, uint64_t small_block) {
     const uint64_t tdr = td_.tdr;
     const Seen seen = seen_;
     // The PAMT's 4K entries by frame offset from the pool's base (the PAMT's base too).
     const tdx::PamtEntry* const pamt = &m_.pamt_4k(seen.base_pfn);
-    uint64_t small_block = ~0ull;  // offset >> 9 of the 2M block entry_4k last found small
-    for (uint64_t i = 0; i < 512; i++) {
+    for (; i < 512; i++) {
       const uint64_t raw = page.e[i].load(std::memory_order_relaxed);
       if (!raw) continue;
       const uint64_t off = ((raw & tdx::kHpaMask) >> 12) - seen.base_pfn;
       // TDEL clear and a leaf state: the low bits and the lock bit together in [MAPPED,
       // PENDING_BLOCKED].
       const uint64_t lock_state = raw & (tdx::kTdel | 0xf);
-      if (lock_state - static_cast<uint64_t>(SeptState::MAPPED) <=
+      if (lock_state - static_cast<uint64_t>(SeptState::MAPPED) >
               static_cast<uint64_t>(SeptState::PENDING_BLOCKED) -
-                  static_cast<uint64_t>(SeptState::MAPPED) &&
-          off >> 9 == small_block) {
-        const tdx::PamtEntry& p = pamt[off];
-        uint32_t& w = seen.word[off];
-        if (p.type.load(std::memory_order_relaxed) == PageType::REG &&
-            p.owner.load(std::memory_order_relaxed) == tdr && (w & ~0xffu) != seen.stamp) {
-          w = seen.stamp | 1;  // seen.reach(): first reach
-          continue;
-        }
-      }
-      small_block = entry_4k(page.e[i], i, gpa_base, small_block);
+                  static_cast<uint64_t>(SeptState::MAPPED) ||
+          off >> 9 != small_block)
+        break;
+      const tdx::PamtEntry& p = pamt[off];
+      uint32_t& w = seen.word[off];
+      if (p.type.load(std::memory_order_relaxed) != PageType::REG ||
+          p.owner.load(std::memory_order_relaxed) != tdr || (w & ~0xffu) == seen.stamp)
+        break;
+      w = seen.stamp | 1;  // seen.reach(): first reach
     }
+    return i;
   }
 
   // One entry of a 4K table, as check_entry checks it; returns walk_4k's small_block, updated.
