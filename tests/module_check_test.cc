@@ -147,6 +147,30 @@ TEST_F(ModuleCheck, PageMappedTwice) {
   EXPECT_EQ(v[1].detail, "page " + host::hex(lost) + " (REG) owned by the TD but not in its S-EPT");
 }
 
+// 4K tables have a fast path for the common leaf (TdChecker::fast_4k); a leaf it cannot clear,
+// after one it did in the same 2M block, gets the full check: the findings are the same.
+TEST_F(ModuleCheck, FourKLeafWithAForeignOwnerAfterAGoodOne) {
+  ASSERT_STATUS(raw(Status::SUCCESS), aug(0x401000, kLevel4K));
+  const uint64_t first = entry(0x400000, kLevel4K).hpa(kLevel4K);
+  const uint64_t hpa = entry(0x401000, kLevel4K).hpa(kLevel4K);
+  ASSERT_EQ(first >> 21, hpa >> 21);  // one 2M block
+  m.pamt_4k(hpa >> 12).owner = tdr + 0x1000;
+  auto v = run_check();
+  ASSERT_FALSE(v.empty());
+  EXPECT_EQ(v[0].site, "pamt-vs-sept");
+  EXPECT_EQ(v[0].detail, "GPA 0x401000 4K: page " + host::hex(hpa) + " has PAMT REG at 4K");
+  EXPECT_TRUE(has(v, "chldcnt")) << dump(v);
+}
+
+TEST_F(ModuleCheck, FourKLeafLockedAfterAGoodOne) {
+  ASSERT_STATUS(raw(Status::SUCCESS), aug(0x401000, kLevel4K));
+  m.walk(td(), 0x401000, kLevel4K).slot->fetch_or(kTdel);
+  auto v = run_check();
+  ASSERT_EQ(v.size(), 1u) << dump(v);
+  EXPECT_EQ(v[0].site, "entry-lock-held");
+  EXPECT_EQ(v[0].detail, "GPA 0x401000 4K: TDEL set while quiescent");
+}
+
 TEST_F(ModuleCheck, TableLinkedTwice) {
   // The 1G entry over 0x40000000 points at the 2M-level table that 0x0 already links.
   const SeptEntry table = entry(0x0, kLevel1G);

@@ -135,11 +135,35 @@ class MirrorWalk {
              const std::atomic<uint64_t>* stop, int stop_level) {
     if (p && s && sept_ && !stop && l == tdx::kLevel4K && p->level == kvm::kPg4K)
       return visit_4k(*p, *s, gpa_base);
-    for (uint64_t i = 0; i < 512; i++) {
+    for (uint64_t c = 0; c < 512; c += 8) {
+      if (chunk_empty(p, sept_ ? s : nullptr, c)) continue;
+      for (uint64_t i = c; i < c + 8; i++) visit_entry(p, s, l, gpa_base, stop, stop_level, i);
+    }
+  }
+
+  // Upper tables are mostly empty: eight entries at a time, whether none is present in the
+  // mirror (null: no table) and all are FREE in the S-EPT (null: none compared).
+  static bool chunk_empty(const kvm::KvmMmuPage* p, const tdx::SeptPage* s, uint64_t c) {
+    uint64_t sptes = 0, entries = 0;
+    if (p) sptes = or8(&p->spt[c]);
+    if (s) entries = or8(&s->e[c]);
+    return !kvm::is_shadow_present(sptes) && !(entries & 0xf);
+  }
+  static uint64_t or8(const std::atomic<uint64_t>* q) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= q[i].load(std::memory_order_relaxed);
+    return v;
+  }
+
+  // Entry `i` of visit()'s tables.
+  [[gnu::always_inline]] void visit_entry(const kvm::KvmMmuPage* p, tdx::SeptPage* s, int l,
+                                          uint64_t gpa_base, const std::atomic<uint64_t>* stop,
+                                          int stop_level, uint64_t i) {
+    {
       const uint64_t spte = p ? p->spt[i].load(std::memory_order_relaxed) : kvm::kShadowNonpresent;
       const bool present = kvm::is_shadow_present(spte);
       const tdx::SeptEntry e{s && sept_ ? s->e[i].load(std::memory_order_relaxed) : 0};
-      if (!present && e.state() == tdx::SeptState::FREE) continue;
+      if (!present && e.state() == tdx::SeptState::FREE) return;
       const kvm::KvmMmuPage* child = nullptr;
       uint64_t gfn = 0;
       int level = 0;
@@ -155,7 +179,7 @@ class MirrorWalk {
       }
       if (!sept_) {
         if (child) visit(child, nullptr, 0, 0, nullptr, 0);
-        continue;
+        return;
       }
       const uint64_t gpa = gpa_base + (i << tdx::level_shift(l));
       // Reverse direction: nothing in the S-EPT that the mirror lacks (the mirror entry at
@@ -179,28 +203,78 @@ class MirrorWalk {
   }
 
   // visit() for a 4K mirror table and its S-EPT twin, where most entries are: every present
-  // entry is a leaf, nothing has children, and the module's walk reaches `s`.
-  void visit_4k(const kvm::KvmMmuPage& p, tdx::SeptPage& s, uint64_t gpa_base) {
-    for (uint64_t i = 0; i < 512; i++) {
+  // entry is a leaf, nothing has children, and the module's walk reaches `s`. The common entry,
+  // a leaf whose twin is MAPPED or PENDING at its frame, a frame in use and not marked yet, is
+  // done by fast_4k; any other goes to entry_4k, from scratch.
+  [[gnu::noinline]] void visit_4k(const kvm::KvmMmuPage& p, tdx::SeptPage& s, uint64_t gpa_base) {
+    const uint32_t gen = owner_ ? use_->gen : 0;
+    uint32_t* const stamp = owner_ ? use_->stamp.data() : nullptr;
+    uint64_t* const mark_gfn = owner_ ? use_->gfn.data() : nullptr;
+    int64_t leaves = 0;
+    for (uint64_t i = 0;; i++) {
+      i = owner_ ? fast_4k<true>(p, s, i, gen, stamp, mark_gfn, &leaves)
+                 : fast_4k<false>(p, s, i, gen, stamp, mark_gfn, &leaves);
+      if (i == 512) break;
+      entry_4k(p, s, gpa_base, i);
+    }
+    leaves_[kvm::kPg4K] += leaves;
+  }
+
+  // visit_4k's entries from `i` on, up to the first one that needs entry_4k: returns its index,
+  // or 512. It calls nothing, so that what it uses stays in registers.
+  template <bool kOwner>
+  [[gnu::always_inline]] uint64_t fast_4k(const kvm::KvmMmuPage& p, tdx::SeptPage& s, uint64_t i,
+                                          uint32_t gen, uint32_t* stamp, uint64_t* mark_gfn,
+                                          int64_t* leaves_out) {
+    const host::Use* const use = h_.uses();
+    const uint64_t base = h_.base_pfn(), npages = h_.npages(), gfn0 = p.gfn;
+    int64_t leaves = *leaves_out;
+    for (; i < 512; i++) {
       const uint64_t spte = p.spt[i].load(std::memory_order_relaxed);
-      const tdx::SeptEntry e{s.e[i].load(std::memory_order_relaxed)};
-      const tdx::SeptState st = e.state();
+      const uint64_t raw = s.e[i].load(std::memory_order_relaxed);
+      const tdx::SeptState st = tdx::SeptEntry{raw}.state();
       if (!kvm::is_shadow_present(spte)) {
-        if (st != tdx::SeptState::FREE) extra_.push_back(extra(gpa_base + (i << 12), 0, e, false));
+        if (st != tdx::SeptState::FREE) break;
         continue;
       }
-      const uint64_t gfn = p.gfn + i;
-      if (owner_) page_owner(gfn, kvm::kPg4K, spte);
-      leaves_[kvm::kPg4K]++;
-      if (st == tdx::SeptState::FREE && !runnable_) {
-        premapped_free_++;  // build time: faulted in, not PAGE.ADDed yet (§5.1 exception a)
-      } else if ((st != tdx::SeptState::MAPPED && st != tdx::SeptState::PENDING) ||
-                 e.hpa(tdx::kLevel4K) != kvm::spte_pfn(spte) << 12) {
-        forward_.push_back(leaf_mismatch(gfn, kvm::kPg4K, spte, e, tdx::kLevel4K));
+      // A 4K leaf's HPA and a leaf SPTE's PFN field are the same bits.
+      static_assert(tdx::kHpaMask == kvm::kSptePfnMask);
+      if ((st != tdx::SeptState::MAPPED && st != tdx::SeptState::PENDING) ||
+          ((raw ^ spte) & tdx::kHpaMask))
+        break;
+      if (kOwner) {  // page_owner() for one frame
+        const uint64_t f = kvm::spte_pfn(spte) - base;
+        if (f >= npages || use[f] == host::Use::kFree || stamp[f] == gen) break;
+        stamp[f] = gen;
+        mark_gfn[f] = gfn0 + i;
       }
-      if (st != tdx::SeptState::FREE && !tdx::is_leaf(st))
-        extra_.push_back(extra(gpa_base + (i << 12), 0, e, true));
+      leaves++;
     }
+    *leaves_out = leaves;
+    return i;
+  }
+
+  // Entry `i` of visit_4k's tables.
+  [[gnu::noinline]] void entry_4k(const kvm::KvmMmuPage& p, tdx::SeptPage& s, uint64_t gpa_base,
+                                  uint64_t i) {
+    const uint64_t spte = p.spt[i].load(std::memory_order_relaxed);
+    const tdx::SeptEntry e{s.e[i].load(std::memory_order_relaxed)};
+    const tdx::SeptState st = e.state();
+    if (!kvm::is_shadow_present(spte)) {
+      if (st != tdx::SeptState::FREE) extra_.push_back(extra(gpa_base + (i << 12), 0, e, false));
+      return;
+    }
+    const uint64_t gfn = p.gfn + i;
+    if (owner_) page_owner(gfn, kvm::kPg4K, spte);
+    leaves_[kvm::kPg4K]++;
+    if (st == tdx::SeptState::FREE && !runnable_) {
+      premapped_free_++;  // build time: faulted in, not PAGE.ADDed yet (§5.1 exception a)
+    } else if ((st != tdx::SeptState::MAPPED && st != tdx::SeptState::PENDING) ||
+               e.hpa(tdx::kLevel4K) != kvm::spte_pfn(spte) << 12) {
+      forward_.push_back(leaf_mismatch(gfn, kvm::kPg4K, spte, e, tdx::kLevel4K));
+    }
+    if (st != tdx::SeptState::FREE && !tdx::is_leaf(st))
+      extra_.push_back(extra(gpa_base + (i << 12), 0, e, true));
   }
 
   // The mirror entry against its twin `e` at `slot` (TDX level `l`), or against where the

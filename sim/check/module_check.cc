@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 namespace check {
@@ -16,22 +17,6 @@ using tdx::SeptState;
 
 using host::hex;
 
-// A PAMT leaf (pamt_leaf) that is not NDA, at its head frame.
-struct PamtLeaf {
-  uint64_t pfn, owner;
-  PageType type;
-  int level;
-};
-
-// One pass over the frames of the 2M blocks that the host or the module ever touched (the
-// others are NDA at every PAMT level and free in the ledger, so no check can fail there): the
-// non-NDA PAMT leaves for the per-TD checks, and the PAMT-against-ledger violations, in frame
-// order.
-struct FrameScan {
-  std::vector<PamtLeaf> leaves;
-  Violations host;
-};
-
 #ifndef NDEBUG
 bool block_pristine(Module& m, uint64_t pfn) {
   host::HostPages& h = m.host();
@@ -43,42 +28,63 @@ bool block_pristine(Module& m, uint64_t pfn) {
 }
 #endif
 
-void scan_frames(Module& m, FrameScan* s) {
+[[gnu::cold, gnu::noinline]] void host_mismatch(Violations* host, host::HostPages& h, uint64_t pfn,
+                                                PageType t) {
+  host->push_back({"module", "pamt-vs-host",
+                   "frame " + hex(pfn << 12) + " is PAMT " + tdx::page_type_name(t) +
+                       " but host ledger says " + host::use_name(h.use(pfn))});
+}
+[[gnu::cold, gnu::noinline]] void host_lost(Violations* host, uint64_t pfn) {
+  host->push_back({"module", "pamt-vs-host",
+                   "frame " + hex(pfn << 12) + " handed to the module but not in its PAMT (lost)"});
+}
+
+// One pass over the frames of the 2M blocks that the host or the module ever touched (the
+// others are NDA at every PAMT level and free in the ledger, so no check can fail there):
+// with kHost, the PAMT-against-ledger violations into `host`, in frame order; and leaf(pfn,
+// entry, type, level) for each PAMT leaf (pamt_leaf) that is not NDA, at its head frame, in
+// frame order.
+template <bool kHost, typename F>
+void scan_frames(Module& m, Violations* host, F&& leaf) {
   host::HostPages& h = m.host();
-  auto host_mismatch = [&](uint64_t pfn, PageType t) {
-    s->host.push_back({"module", "pamt-vs-host",
-                       "frame " + hex(pfn << 12) + " is PAMT " + tdx::page_type_name(t) +
-                           " but host ledger says " + host::use_name(h.use(pfn))});
-  };
-  for (uint64_t b = 0; b < h.npages() / host::kPagesPer2M; b++) {
+  const host::Use* const uses = h.uses();
+  const uint64_t nblocks = h.npages() / host::kPagesPer2M;
+  for (uint64_t b = 0; b < nblocks; b++) {
     const uint64_t base = h.base_pfn() + b * host::kPagesPer2M;
     if (!h.block_touched(b) && !m.pamt_touched(b)) {
       assert(block_pristine(m, base));
       continue;
     }
+    const host::Use* const use = uses + b * host::kPagesPer2M;  // the block's frames
     int level = tdx::kLevel1G;
     tdx::PamtEntry* big = &m.pamt_1g(base);
     if (big->type == PageType::NDA) level = tdx::kLevel2M, big = &m.pamt_2m(base);
     if (big->type != PageType::NDA) {
       // One leaf for the whole block; its head frame is here unless it is a 1G leaf's tail.
       const PageType t = big->type;
-      if (!((base << 12) & (tdx::level_size(level) - 1)))
-        s->leaves.push_back({base, big->owner, t, level});
-      for (uint64_t pfn = base; pfn < base + host::kPagesPer2M; pfn++)
-        if (h.use(pfn) != host::Use::kModule) host_mismatch(pfn, t);
+      if (!((base << 12) & (tdx::level_size(level) - 1))) leaf(base, *big, t, level);
+      if (kHost)
+        for (uint64_t i = 0; i < host::kPagesPer2M; i++)
+          if (use[i] != host::Use::kModule) host_mismatch(host, h, base + i, t);
       continue;
     }
     tdx::PamtEntry* const pamt = &m.pamt_4k(base);  // the block's 4K entries are contiguous
-    for (uint64_t pfn = base; pfn < base + host::kPagesPer2M; pfn++) {
-      tdx::PamtEntry& p = pamt[pfn - base];
-      const PageType t = p.type.load(std::memory_order_relaxed);
+    // A block whose 4K entries are all NDA has no leaf, and nothing against the ledger unless
+    // a frame is the module's: found eight types and then the whole ledger block at a time.
+    unsigned any_type = 0;
+    for (uint64_t i = 0; i < host::kPagesPer2M && !any_type; i += 8)
+      for (uint64_t j = i; j < i + 8; j++)
+        any_type |= static_cast<unsigned>(pamt[j].type.load(std::memory_order_relaxed));
+    if (!any_type &&
+        (!kHost || !std::memchr(use, static_cast<int>(host::Use::kModule), host::kPagesPer2M)))
+      continue;
+    for (uint64_t i = 0; i < host::kPagesPer2M; i++) {
+      const PageType t = pamt[i].type.load(std::memory_order_relaxed);
       if (t != PageType::NDA) {
-        s->leaves.push_back({pfn, p.owner, t, tdx::kLevel4K});
-        if (h.use(pfn) != host::Use::kModule) host_mismatch(pfn, t);
-      } else if (h.use(pfn) == host::Use::kModule) {
-        s->host.push_back(
-            {"module", "pamt-vs-host",
-             "frame " + hex(pfn << 12) + " handed to the module but not in its PAMT (lost)"});
+        leaf(base + i, pamt[i], t, tdx::kLevel4K);
+        if (kHost && use[i] != host::Use::kModule) host_mismatch(host, h, base + i, t);
+      } else if (kHost && use[i] == host::Use::kModule) {
+        host_lost(host, base + i);
       }
     }
   }
@@ -86,12 +92,13 @@ void scan_frames(Module& m, FrameScan* s) {
 
 class TdChecker {
  public:
-  TdChecker(Module& m, tdx::Td& td, bool quiescent, const FrameScan& scan, Violations* out)
-      : m_(m), td_(td), quiescent_(quiescent), scan_(scan), out_(out) {}
+  TdChecker(Module& m, tdx::Td& td, bool quiescent, Violations* out)
+      : m_(m), td_(td), quiescent_(quiescent), out_(out) {}
 
   // The walks over the whole tree and PAMT run only when quiescent; mid-run (another actor
-  // between steps) only the cheap epoch accounting.
-  void run() {
+  // between steps) only the cheap epoch accounting. The PAMT pass also collects the
+  // PAMT-against-ledger violations into `host`, when not null.
+  void run(Violations* host) {
     if (quiescent_) {
       const uint64_t base = m_.host().base_pfn();
       seen_buf_.begin(m_.host().npages());
@@ -99,7 +106,7 @@ class TdChecker {
     }
     const bool walk = quiescent_ && td_.lifecycle != tdx::Lifecycle::TEARDOWN;
     if (walk) walk_table(td_.root, tdx::kPwl, 0);
-    if (quiescent_) check_pamt_leaves(/*coverage=*/walk);
+    if (quiescent_) check_pamt_leaves(/*coverage=*/walk, host);
     check_epochs();
     if (quiescent_) check_locks();
   }
@@ -119,12 +126,88 @@ class TdChecker {
   void walk_table(uint64_t table, int level, uint64_t gpa_base) {
     tdx::SeptPage* page = m_.sept_page(table);
     if (!page) return fail("sept-table", "table " + hex(table) + " is not an S-EPT page");
-    // Most entries sit in 4K tables: with the level a constant there, the compiler drops the
-    // level tests from that loop.
-    if (level == tdx::kLevel4K)
-      for (uint64_t i = 0; i < 512; i++) check_entry(page->e[i], i, tdx::kLevel4K, gpa_base);
-    else
-      for (uint64_t i = 0; i < 512; i++) check_entry(page->e[i], i, level, gpa_base);
+    if (level == tdx::kLevel4K) return walk_4k(*page, gpa_base);
+    // The upper tables are mostly empty: eight all-zero entries are skipped at once.
+    for (uint64_t i = 0; i < 512; i += 8) {
+      const std::atomic<uint64_t>* const q = &page->e[i];
+      uint64_t any = 0;
+      for (int j = 0; j < 8; j++) any |= q[j].load(std::memory_order_relaxed);
+      if (any)
+        for (uint64_t j = i; j < i + 8; j++) check_entry(page->e[j], j, level, gpa_base);
+    }
+  }
+
+  // A 4K table, where most entries are. The common entry, an unlocked leaf in a 2M block whose
+  // 1G and 2M PAMT entries are NDA (the block of the previous leaf, as a rule) that passes and
+  // was not reached before, is checked here; every other entry goes to entry_4k, from scratch.
+  [[gnu::noinline]] void walk_4k(tdx::SeptPage& page, uint64_t gpa_base) {
+    uint64_t small_block = ~0ull;  // offset >> 9 of the 2M block entry_4k last found small
+    for (uint64_t i = 0;; i++) {
+      i = fast_4k(page, i, small_block);
+      if (i == 512) break;
+      small_block = entry_4k(page.e[i], i, gpa_base, small_block);
+    }
+  }
+
+  // walk_4k's entries from `i` on, up to the first one that needs entry_4k: returns its index,
+  // or 512. It calls nothing, so that what it uses stays in registers.
+  [[gnu::always_inline]] uint64_t fast_4k(tdx::SeptPage& page, uint64_t i, uint64_t small_block) {
+    const uint64_t tdr = td_.tdr;
+    const Seen seen = seen_;
+    // The PAMT's 4K entries by frame offset from the pool's base (the PAMT's base too).
+    const tdx::PamtEntry* const pamt = &m_.pamt_4k(seen.base_pfn);
+    for (; i < 512; i++) {
+      const uint64_t raw = page.e[i].load(std::memory_order_relaxed);
+      if (!raw) continue;
+      const uint64_t off = ((raw & tdx::kHpaMask) >> 12) - seen.base_pfn;
+      // TDEL clear and a leaf state: the low bits and the lock bit together in [MAPPED,
+      // PENDING_BLOCKED].
+      const uint64_t lock_state = raw & (tdx::kTdel | 0xf);
+      if (lock_state - static_cast<uint64_t>(SeptState::MAPPED) >
+              static_cast<uint64_t>(SeptState::PENDING_BLOCKED) -
+                  static_cast<uint64_t>(SeptState::MAPPED) ||
+          off >> 9 != small_block)
+        break;
+      const tdx::PamtEntry& p = pamt[off];
+      uint32_t& w = seen.word[off];
+      if (p.type.load(std::memory_order_relaxed) != PageType::REG ||
+          p.owner.load(std::memory_order_relaxed) != tdr || (w & ~0xffu) == seen.stamp)
+        break;
+      w = seen.stamp | 1;  // seen.reach(): first reach
+    }
+    return i;
+  }
+
+  // One entry of a 4K table, as check_entry checks it; returns walk_4k's small_block, updated.
+  [[gnu::noinline]] uint64_t entry_4k(const std::atomic<uint64_t>& slot, uint64_t i,
+                                      uint64_t gpa_base, uint64_t small_block) {
+    const SeptEntry e{slot.load(std::memory_order_relaxed)};
+    if (e.locked() || !tdx::is_leaf(e.state())) {
+      check_entry(slot, i, tdx::kLevel4K, gpa_base);
+      return small_block;
+    }
+    // check_entry for an unlocked 4K leaf: the accept-counter test is for 2M leaves, and
+    // kHpaMask has no bits below 12, so the HPA is never misaligned.
+    const uint64_t pfn = e.hpa(tdx::kLevel4K) >> 12;
+    int plevel;
+    tdx::PamtEntry& p = m_.pamt_leaf(pfn, &plevel);
+    if (plevel == tdx::kLevel4K) small_block = (pfn - seen_.base_pfn) >> 9;
+    const bool pamt_ok = p.type == PageType::REG && p.owner == td_.tdr && plevel == tdx::kLevel4K;
+    const uint8_t reached_before = seen_.reach(pfn);
+    if (!pamt_ok || reached_before)
+      leaf_failed(gpa_base + (i << 12), e.hpa(tdx::kLevel4K), p, plevel, pamt_ok, reached_before);
+    return small_block;
+  }
+
+  // check_entry's findings for a 4K leaf whose PAMT is wrong or that was reached before.
+  [[gnu::cold, gnu::noinline]] void leaf_failed(uint64_t gpa, uint64_t hpa, tdx::PamtEntry& p,
+                                                int plevel, bool pamt_ok, bool reached_before) {
+    const int level = tdx::kLevel4K;
+    if (!pamt_ok)
+      fail("pamt-vs-sept", at(gpa, level) + ": page " + hex(hpa) + " has PAMT " +
+                               tdx::page_type_name(p.type) + " at " + tdx::level_name(plevel));
+    if (reached_before)
+      fail("pamt-vs-sept", at(gpa, level) + ": page " + hex(hpa) + " mapped twice");
   }
 
   [[gnu::always_inline]] void check_entry(const std::atomic<uint64_t>& slot, uint64_t i, int level,
@@ -152,7 +235,7 @@ class TdChecker {
       if (p.type != PageType::EPT || p.owner != td_.tdr)
         fail("pamt-vs-sept",
              where + ": child table " + hex(child) + " has PAMT " + tdx::page_type_name(p.type));
-      if (!reach(child >> 12))
+      if (!seen_.reach(child >> 12))
         walk_table(child, level - 1, gpa);
       else
         fail("pamt-vs-sept", where + ": table " + hex(child) + " linked twice");
@@ -174,24 +257,21 @@ class TdChecker {
     if (p.type != PageType::REG || p.owner != td_.tdr || plevel != level)
       fail("pamt-vs-sept", where + ": page " + hex(hpa) + " has PAMT " +
                                tdx::page_type_name(p.type) + " at " + tdx::level_name(plevel));
-    if (reach(pfn)) fail("pamt-vs-sept", where + ": page " + hex(hpa) + " mapped twice");
+    if (seen_.reach(pfn)) fail("pamt-vs-sept", where + ": page " + hex(hpa) + " mapped twice");
   }
 
 #undef where
-  // One pass over the PAMT leaves for two checks (it runs at every quiescent check):
+  // One pass over the PAMT leaves (scan_frames) for two checks (it runs at every quiescent
+  // check):
   // - with `coverage`, every page the PAMT gives this TD as REG or EPT is reachable from the
   //   tree: none lost;
   // - CHLDCNT counts, in 4K units, every page associated with the TD (§8.22).
-  void check_pamt_leaves(bool coverage) {
-    const uint64_t tdr = td_.tdr;
-    int64_t expected = 0;
-    for (const PamtLeaf& l : scan_.leaves) {
-      if (l.owner != tdr) continue;
-      if (l.type != PageType::TDR) expected += static_cast<int64_t>(tdx::level_pages(l.level));
-      if (coverage && (l.type == PageType::REG || l.type == PageType::EPT) && !reached(l.pfn))
-        fail("pamt-vs-sept", "page " + hex(l.pfn << 12) + " (" + tdx::page_type_name(l.type) +
-                                 ") owned by the TD but not in its S-EPT");
-    }
+  void check_pamt_leaves(bool coverage, Violations* host) {
+    // Each combination of the two flags has its own loop.
+    const int64_t expected =
+        coverage ? host ? pamt_pass<true, true>(host) : pamt_pass<true, false>(nullptr)
+        : host ? pamt_pass<false, true>(host)
+                 : pamt_pass<false, false>(nullptr);
     if (expected != td_.chldcnt.load())
       fail("chldcnt", "CHLDCNT " + std::to_string(td_.chldcnt.load()) + ", pages owned " +
                           std::to_string(expected));
@@ -199,6 +279,26 @@ class TdChecker {
 
   // REFCOUNT[p] is the number of vCPUs in guest mode that entered in an epoch of parity p;
   // they all entered in the current or the previous epoch (§3).
+  // The frame scan for check_pamt_leaves; returns the pages the TD owns, in 4K units.
+  template <bool kCoverage, bool kHost>
+  [[gnu::noinline]] int64_t pamt_pass(Violations* host) {
+    const uint64_t tdr = td_.tdr;
+    const Seen seen = seen_;
+    int64_t expected = 0;
+    scan_frames<kHost>(m_, host, [&](uint64_t pfn, const tdx::PamtEntry& p, PageType t, int level) {
+      if (p.owner.load(std::memory_order_relaxed) != tdr) return;
+      if (t != PageType::TDR) expected += static_cast<int64_t>(tdx::level_pages(level));
+      if (kCoverage && (t == PageType::REG || t == PageType::EPT) && !seen.reached(pfn))
+        lost(pfn, t);
+    });
+    return expected;
+  }
+
+  [[gnu::cold, gnu::noinline]] void lost(uint64_t pfn, PageType t) {
+    fail("pamt-vs-sept", "page " + hex(pfn << 12) + " (" + tdx::page_type_name(t) +
+                             ") owned by the TD but not in its S-EPT");
+  }
+
   void check_epochs() {
     const uint64_t e = td_.td_epoch.load();
     uint32_t count[2] = {0, 0};
@@ -238,7 +338,6 @@ class TdChecker {
   Module& m_;
   tdx::Td& td_;
   bool quiescent_;
-  const FrameScan& scan_;
   Violations* out_;
   // How many times the tree reached each frame (wrapping like the byte counter it replaced), by
   // offset in the host pool, in the low byte of a word whose upper bits are the check's
@@ -253,22 +352,23 @@ class TdChecker {
       if (++gen == 1u << 24) std::fill(word.begin(), word.end(), 0), gen = 1;
     }
   };
+  // Copied into a local by the hot loops: a store to a word could alias the member.
   struct Seen {
     uint64_t base_pfn = 0;
     uint32_t* word = nullptr;
     uint32_t stamp = 0;  // gen << 8
+    // Counts one more reach of `pfn`; returns the count before it.
+    uint8_t reach(uint64_t pfn) const {
+      uint32_t& w = word[pfn - base_pfn];
+      const uint8_t n = (w & ~0xffu) == stamp ? w & 0xff : 0;
+      w = stamp | static_cast<uint8_t>(n + 1);
+      return n;
+    }
+    uint8_t reached(uint64_t pfn) const {
+      const uint32_t w = word[pfn - base_pfn];
+      return (w & ~0xffu) == stamp ? w & 0xff : 0;
+    }
   };
-  // Counts one more reach of `pfn`; returns the count before it.
-  uint8_t reach(uint64_t pfn) {
-    uint32_t& w = seen_.word[pfn - seen_.base_pfn];
-    const uint8_t n = (w & ~0xffu) == seen_.stamp ? w & 0xff : 0;
-    w = seen_.stamp | static_cast<uint8_t>(n + 1);
-    return n;
-  }
-  uint8_t reached(uint64_t pfn) const {
-    const uint32_t w = seen_.word[pfn - seen_.base_pfn];
-    return (w & ~0xffu) == seen_.stamp ? w & 0xff : 0;
-  }
   Seen seen_;
   static thread_local SeenBuf seen_buf_;
 };
@@ -277,15 +377,16 @@ thread_local TdChecker::SeenBuf TdChecker::seen_buf_;
 }  // namespace
 
 void check_module(Module& m, bool quiescent, size_t* ledger_seen, Violations* out) {
-  // Kept across checks so that its buffer is not regrown at each one.
-  thread_local FrameScan scan;
-  scan.leaves.clear();
-  scan.host.clear();
-  if (quiescent) scan_frames(m, &scan);
-  for (auto& td : m.tds()) TdChecker(m, *td, quiescent, scan, out).run();
-  // PAMT against the host ledger: what the module owns, the host must have handed over.
-  for (auto& v : scan.host) out->push_back(std::move(v));
-  scan.host.clear();
+  // PAMT against the host ledger (what the module owns, the host must have handed over),
+  // reported after the per-TD findings. The frame scan that finds it is the one the first TD's
+  // check makes anyway; with more TDs each makes its own (its pass needs its own tree's marks).
+  Violations host;
+  const auto& tds = m.tds();
+  if (quiescent && tds.empty())
+    scan_frames<true>(m, &host, [](uint64_t, const tdx::PamtEntry&, PageType, int) {});
+  for (size_t i = 0; i < tds.size(); i++)
+    TdChecker(m, *tds[i], quiescent, out).run(i == 0 ? &host : nullptr);
+  for (auto& v : host) out->push_back(std::move(v));
   host::HostPages& h = m.host();
   const auto& lv = h.violations();
   for (size_t i = *ledger_seen; i < lv.size(); i++)

@@ -72,6 +72,8 @@ class HostPages {
   void transfer(uint64_t pfn, unsigned order, Use from, Use to, const char* why);
 
   Use use(uint64_t pfn) const { return use_[pfn - base_]; }
+  // The ledger by frame offset from base_pfn(), for whole-pool scans.
+  const Use* uses() const { return use_.data(); }
   // Whether any frame of 2M block `block` (from the base) was allocated, transferred, written
   // or marked for write-back since the pool was new: the other blocks are as new (every frame
   // free), so whole-pool checks and reset() skip them.
