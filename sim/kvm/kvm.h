@@ -190,7 +190,11 @@ class Kvm : public tdx::Hooks {
   void on_call(const char* name, const tdx::Regs& in, const tdx::Regs& out) override;
   bool interrupt_pending(const char* where) override;
   void yield(const char* where) override { env_->yield(where); }
-  void set_observer(tdx::Hooks* h) { observer_ = h; }
+  // Kvm::on_call only forwards: calls are observed when the observer observes them.
+  void set_observer(tdx::Hooks* h) {
+    observer_ = h;
+    set_calls_observed(h && h->calls_observed());
+  }
   // Where yields and blocking go: sequential by default, the scheduler when interleaved.
   void set_env(sched::Env* env) { env_ = env ? env : &sched::sequential_env(); }
   sched::Env& env() { return *env_; }
