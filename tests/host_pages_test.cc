@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sim/host/hex.h"
@@ -179,6 +180,46 @@ TEST(HostPages, FreeAndTransferOutsideHostMemoryAreViolations) {
   ASSERT_EQ(2u, h.violations().size());
   EXPECT_TRUE(has_violation(h, "outside host memory"));
   EXPECT_EQ(0u, h.in_use());
+}
+
+// The one-lookup paths give what the frame-at-a-time ones give: transfer_and_zero as
+// transfer + store_content, free_frames as free of each frame, violations included.
+TEST(HostPages, FastPathsMatchTheFrameAtATimeOnes) {
+  auto setup = [](HostPages& h, std::vector<uint64_t>* pfns) {
+    for (int i = 0; i < 6; i++) {
+      uint64_t p;
+      ASSERT_TRUE(h.alloc(0, Use::kHost, &p));
+      pfns->push_back(p);
+    }
+    h.transfer((*pfns)[0], 0, Use::kHost, Use::kModule, "to module");
+    h.transfer((*pfns)[1], 0, Use::kHost, Use::kModule, "to module");
+    h.set_needs_wbinvd((*pfns)[2], true);
+    h.store_content((*pfns)[0], 7);
+    h.store_content((*pfns)[3], 9);
+  };
+  HostPages a(kBase, 2048), b(kBase, 2048);
+  std::vector<uint64_t> pa, pb;
+  setup(a, &pa);
+  setup(b, &pb);
+  ASSERT_EQ(pa, pb);
+  // Frame 0 is the module's (fine); frame 3 is the host's (a violation, still zeroed).
+  for (int f : {0, 3}) {
+    a.transfer(pa[f], 0, Use::kModule, Use::kHost, "reclaimed");
+    a.store_content(pa[f], 0);
+    b.transfer_and_zero(pb[f], Use::kModule, Use::kHost, "reclaimed");
+  }
+  // Frees: a module-owned frame, a dirty one, a double free, one outside the pool, fine ones.
+  const std::vector<uint64_t> frees = {pa[1], pa[2], pa[4], pa[4], kBase + 4096, pa[5], pa[0]};
+  for (uint64_t p : frees) a.free(p, 0);
+  b.free_frames(frees.data(), frees.size());
+  EXPECT_EQ(a.violations(), b.violations());
+  EXPECT_EQ(a.violations().size(), 5u);
+  EXPECT_EQ(a.in_use(), b.in_use());
+  for (uint64_t p : pa) {
+    EXPECT_EQ(a.use(p), b.use(p));
+    EXPECT_EQ(a.needs_wbinvd(p), b.needs_wbinvd(p));
+    EXPECT_EQ(std::as_const(a).content(p), std::as_const(b).content(p));
+  }
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 // (kvm-tdx.md §7.4, §7.5), build-time premap accounting, and host memory exhaustion.
 #include <gtest/gtest.h>
 
+#include <string_view>
+
 #include "sim/guest/guest.h"
 #include "sim/kvm/kvm.h"
 
@@ -120,6 +122,39 @@ TEST(KvmRun, VcpuCannotRunBeforeFinalize) {
   EXPECT_TRUE(s.k.vcpu_in_guest(0));
   s.k.vcpu_async_exit(0);
   EXPECT_FALSE(s.k.vcpu_in_guest(0));
+}
+
+// The module skips on_call when the hooks say it does nothing (Hooks::calls_observed): Kvm
+// forwards calls exactly when its observer observes them, here RECLAIM at teardown and the
+// other SEAMCALLs of the run.
+TEST(KvmHooks, ObserverSeesCallsUnlessItSaysItDoesNot) {
+  struct Counting : tdx::Hooks {
+    int calls = 0, reclaims = 0;
+    void on_call(const char* name, const tdx::Regs&, const tdx::Regs&) override {
+      calls++;
+      if (std::string_view(name) == "TDH.PHYMEM.PAGE.RECLAIM") reclaims++;
+    }
+  };
+  for (bool observed : {true, false}) {
+    host::HostPages host(0x100000, 8192);
+    tdx::Module module(host);
+    kvm::Kvm k(host, module, {}, 2, 4096);
+    EXPECT_FALSE(k.calls_observed());  // no observer yet
+    Counting c;
+    c.set_calls_observed(observed);
+    k.set_observer(&c);
+    EXPECT_EQ(k.calls_observed(), observed);
+    ASSERT_EQ(k.tdx_td_finalize(), 0);
+    ASSERT_EQ(k.kvm_pre_fault_memory(0x200, kvm::kPg4K), 0);
+    k.kvm_destroy_vm();
+    EXPECT_EQ(host.in_use(), 0u);  // the teardown ran all the same
+    if (observed) {
+      EXPECT_GT(c.calls, 0);
+      EXPECT_GT(c.reclaims, 1);  // the guest page, its tables, the control pages
+    } else {
+      EXPECT_EQ(c.calls, 0);
+    }
+  }
 }
 
 }  // namespace

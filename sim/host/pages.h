@@ -70,6 +70,9 @@ class HostPages {
   void free_frames(const uint64_t* pfns, size_t n);
   // Moves frames between owners, recording a violation when `from` is not the current owner.
   void transfer(uint64_t pfn, unsigned order, Use from, Use to, const char* why);
+  // transfer(pfn, 0, ...) and then store_content(pfn, 0): one frame handed over and zeroed,
+  // with one lookup (KVM's reclaim of each 4K guest page at teardown).
+  void transfer_and_zero(uint64_t pfn, Use from, Use to, const char* why);
 
   Use use(uint64_t pfn) const { return use_[pfn - base_]; }
   // The ledger by frame offset from base_pfn(), for whole-pool scans.
@@ -152,6 +155,20 @@ inline void HostPages::transfer(uint64_t pfn, unsigned order, Use from, Use to, 
     else
       u = to;
   }
+}
+
+[[gnu::always_inline]] inline void HostPages::transfer_and_zero(uint64_t pfn, Use from, Use to,
+                                                                const char* why) {
+  std::lock_guard<LedgerLock> l(mu_);
+  if (!contains(pfn)) [[unlikely]]
+    return transfer_violation(pfn, from, why);  // and no frame to zero
+  const uint64_t i = pfn - base_;
+  touch(pfn);
+  if (use_[i] != from) [[unlikely]]
+    transfer_violation(pfn, from, why);
+  else
+    use_[i] = to;
+  content_[i].store(0, std::memory_order_relaxed);
 }
 
 }  // namespace host

@@ -123,6 +123,7 @@ Kvm::Kvm(host::HostPages& host, tdx::Module& module, const Options& opts, int nv
     sps_.clear();
     sps_.resize(host.npages() + 2);
   }
+  set_calls_observed(false);  // no observer yet
   module_.set_hooks(this);
   // KVM_CREATE_VM + KVM_TDX_INIT_VM + vCPU creation: the TD in op state INITIALIZED.
   tdr_ = module_.create_td(nvcpus);

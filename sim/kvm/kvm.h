@@ -200,9 +200,10 @@ class Kvm : public tdx::Hooks {
   void on_call(const char* name, const tdx::Regs& in, const tdx::Regs& out) override;
   bool interrupt_pending(const char* where) override;
   void yield(const char* where) override { env_->yield(where); }
+  // Kvm::on_call only forwards: calls are observed when the observer observes them.
   void set_observer(tdx::Hooks* h) {
     observer_ = h;
-    wants_calls = h && h->wants_calls;  // on_call only forwards to the observer
+    set_calls_observed(h && h->calls_observed());
   }
   // Where yields and blocking go: sequential by default, the scheduler when interleaved.
   void set_env(sched::Env* env) { env_ = env ? env : &sched::sequential_env(); }

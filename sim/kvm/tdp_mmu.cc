@@ -197,13 +197,15 @@ void Kvm::handle_changed_spte(uint64_t gfn, uint64_t old_spte, uint64_t new_spte
 void Kvm::handle_removed_pt(uint64_t index, bool shared) {
   KVM_BUG_ON(shared, "handle_removed_pt", "mirror page table removed under the shared mmu_lock");
   KvmMmuPage* p = sps_[index].get();
+  const int level = p->level;  // read once: the SPTE stores would make the compiler reload it
+  const uint64_t first = p->gfn, step = pages_per(level);
   for (uint64_t i = 0; i < 512; i++) {
     const uint64_t old = p->spt[i].load(std::memory_order_relaxed);
     if (!is_shadow_present(old)) continue;
-    const uint64_t gfn = p->gfn + i * pages_per(p->level);
+    const uint64_t gfn = first + i * step;
     p->spt[i].store(kFrozenSpte, std::memory_order_relaxed);
-    handle_changed_spte(gfn, old, kFrozenSpte, p->level, shared);
-    remove_external_spte(gfn, old, p->level);
+    handle_changed_spte(gfn, old, kFrozenSpte, level, shared);
+    remove_external_spte(gfn, old, level);
   }
   if (p->external_spt && tdx_sept_free_private_spt(p->gfn, p->level + 1, p->external_spt)) {
     // WARN: leak the page rather than hand encrypted memory back to the kernel.

@@ -131,8 +131,7 @@ int Kvm::tdx_reclaim_page(int level, uint64_t pfn) {
     return 0;
   }
   if (level == kPg4K) {  // the common case, without the loops
-    host_.transfer(pfn, 0, host::Use::kModule, host::Use::kHost, "reclaimed guest page");
-    host_.store_content(pfn, 0);
+    host_.transfer_and_zero(pfn, host::Use::kModule, host::Use::kHost, "reclaimed guest page");
     return 0;
   }
   // Every frame of the page at once: transfer() walks them in order, as one call a frame did.

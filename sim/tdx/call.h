@@ -52,7 +52,7 @@ class Module::Call {
     release_all();
     if (out.rax == 0 && leaf_ != Leaf::VP_ENTER)
       host::rmw_add(m_.host_progress_, uint64_t{1}, std::memory_order_relaxed);
-    if (m_.hooks_->wants_calls)
+    if (m_.hooks_->calls_observed())
       m_.hooks_->on_call(kLeafInfo[static_cast<int>(leaf_)].name, in, out);
   }
   Call(const Call&) = delete;

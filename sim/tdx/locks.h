@@ -16,6 +16,11 @@ class SharexLock {
  public:
   bool try_shared() {
     uint32_t v = v_.load(std::memory_order_relaxed);
+    if (host::t_single_thread) {  // rmw_cas's plain path, without its second load
+      if (v & kExcl) return false;
+      v_.store(v + 1, std::memory_order_relaxed);
+      return true;
+    }
     do {
       if (v & kExcl) return false;
     } while (!host::rmw_cas(v_, v, v + 1, std::memory_order_acquire));

@@ -232,7 +232,7 @@ Regs Module::seamcall(const Regs& in) {
     Regs out;
     out.rax = it->status;
     injections_.erase(it);
-    if (hooks_->wants_calls) hooks_->on_call(kLeafInfo[num].name, in, out);
+    if (hooks_->calls_observed()) hooks_->on_call(kLeafInfo[num].name, in, out);
     return out;
   }
   switch (leaf) {

@@ -121,15 +121,17 @@ struct AcceptResult {
 class Hooks {
  public:
   virtual ~Hooks() = default;
-  // False when on_call does nothing (no -v log): the module then skips the virtual call, made
-  // once per SEAMCALL, TDCALL and TD exit.
-  bool wants_calls = true;
   // A place where another actor could run; `where` names it for logs and probes.
   virtual void yield(const char* where) { (void)where; }
   // Called when a SEAMCALL, the guest's TDCALL or a TD exit returns; `name` is the ABI name.
   virtual void on_call(const char* name, const Regs& in, const Regs& out) {
     (void)name, (void)in, (void)out;
   }
+  // False when on_call does nothing in this run (no log attached): the module then skips the
+  // virtual call it makes for every SEAMCALL, TDCALL and TD exit. Hooks that override on_call
+  // leave it true unless they know better.
+  bool calls_observed() const { return calls_observed_; }
+  void set_calls_observed(bool v) { calls_observed_ = v; }
   // The module checks for a pending host interrupt here (DEMOTE/PROMOTE, between the chunks
   // of a 2M ACCEPT); returning true consumes it.
   virtual bool interrupt_pending(const char* where) {
@@ -138,6 +140,9 @@ class Hooks {
   }
   // VP.ENTER flushed this vCPU's TD translations (new epoch).
   virtual void on_tlb_flush(const Td& td, int vcpu) { (void)td, (void)vcpu; }
+
+ private:
+  bool calls_observed_ = true;
 };
 
 // How far create_td() builds a TD (tests reach the early lifecycle errors with these).
@@ -286,11 +291,12 @@ inline bool Module::in_tdmr(uint64_t pa, uint64_t size) const {
 }
 
 inline PamtEntry& Module::pamt_leaf(uint64_t pfn, int* level) {
-  PamtEntry& g = pamt_1g(pfn);
+  const uint64_t off = pfn - base_;  // once: the atomic loads would make base_ be read again
+  PamtEntry& g = pamt1g_[off >> 18];
   if (g.type != PageType::NDA) return *level = 2, g;
-  PamtEntry& m = pamt_2m(pfn);
+  PamtEntry& m = pamt2m_[off >> 9];
   if (m.type != PageType::NDA) return *level = 1, m;
-  return *level = 0, pamt_4k(pfn);
+  return *level = 0, pamt4k_[off];
 }
 
 inline void Module::set_pamt(PamtEntry& p, PageType type, uint64_t owner) {

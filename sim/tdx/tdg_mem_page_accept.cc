@@ -16,7 +16,7 @@ AcceptResult Module::accept_status(uint64_t rcx, uint64_t status) {
   Regs in, out;
   in.rcx = rcx;
   out.rax = status;
-  if (hooks_->wants_calls) hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
+  if (hooks_->calls_observed()) hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
   return r;
 }
 
@@ -31,7 +31,7 @@ AcceptResult Module::accept_status(uint64_t rcx, uint64_t status) {
   in.rcx = rcx;
   out.rax = kExitReasonEptViolation;
   out.r8 = gpa;
-  if (hooks_->wants_calls) hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
+  if (hooks_->calls_observed()) hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
   td_exit(tdvpr);  // not counted by the zero-step filter (see ept_violation_exit)
   return r;
 }
@@ -104,7 +104,7 @@ AcceptResult Module::tdg_mem_page_accept(uint64_t tdvpr, uint64_t rcx) {
         Regs in, out;
         in.rcx = rcx;
         out.rax = ~0ull;
-        if (hooks_->wants_calls) hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
+        if (hooks_->calls_observed()) hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
         return r;
       }
     }

@@ -42,9 +42,9 @@ Regs Module::tdh_phymem_page_reclaim(const Regs& in) {
     const uint64_t pa = in.rcx;
     if ((pa & 0xfff) || (pa & kHkidMask) || (pa >> kMaxPaBits))
       return fail(raw(Status::OPERAND_INVALID, Operand::RCX));
-    if (!in_tdmr(pa, host::kPageSize))
-      return fail(raw(Status::OPERAND_ADDR_RANGE_ERROR, Operand::RCX));
-    const uint64_t pfn = pa >> host::kPageShift;
+    // in_tdmr(pa, 4K) for an aligned PA: the frame lies within the TDMR.
+    const uint64_t pfn = pa >> host::kPageShift, off = pfn - base_;
+    if (off >= n_) return fail(raw(Status::OPERAND_ADDR_RANGE_ERROR, Operand::RCX));
     int lvl;
     PamtEntry& p = pamt_leaf(pfn, &lvl);
     if (!p.lock.try_exclusive()) return fail(raw(Status::OPERAND_BUSY, Operand::RCX));
@@ -69,7 +69,7 @@ Regs Module::tdh_phymem_page_reclaim(const Regs& in) {
     out.r8 = static_cast<uint64_t>(lvl);
     if (!is_tdr) host::rmw_sub(td->chldcnt, static_cast<int64_t>(level_pages(lvl)));
     // S-EPT pages, including the root (the frame is in the TDMR: checked above).
-    if (auto& sp = sept_pages_[pfn - base_]) sp.reset();
+    if (auto& sp = sept_pages_[off]) sp.reset();
     set_pamt(p, lvl, pfn, PageType::NDA, 0);
     p.bepoch.store(0, std::memory_order_release);
     if (is_tdr) {
@@ -82,7 +82,7 @@ Regs Module::tdh_phymem_page_reclaim(const Regs& in) {
   if (tdr_lock) tdr_lock->release_shared();
   if (page_lock) page_lock->release_exclusive();
   if (out.rax == 0) host::rmw_add(host_progress_, uint64_t{1}, std::memory_order_relaxed);
-  if (hooks_->wants_calls)
+  if (hooks_->calls_observed())
     hooks_->on_call(kLeafInfo[static_cast<int>(Leaf::PHYMEM_PAGE_RECLAIM)].name, in, out);
   return out;
 }

@@ -134,7 +134,7 @@ bool Module::td_exit(uint64_t tdvpr) {
   v->in_td = false;
   pamt_4k(td->tdr >> host::kPageShift).lock.release_shared();
   pamt_4k(tdvpr >> host::kPageShift).lock.release_shared();
-  if (hooks_->wants_calls) hooks_->on_call("TD.EXIT", in, out);
+  if (hooks_->calls_observed()) hooks_->on_call("TD.EXIT", in, out);
   return true;
 }
 

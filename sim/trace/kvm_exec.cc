@@ -39,7 +39,7 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
         guest_(kvm_),
         model_(t.memory),
         log_(o.log) {
-    wants_calls = o.log != nullptr;  // on_call only logs
+    set_calls_observed(o.log != nullptr);  // on_call only writes the -v log
     kvm_.set_observer(this);
     apply_injections(t, module_);
     guest_.set_listener(this);

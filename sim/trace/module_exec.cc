@@ -39,7 +39,7 @@ class ModuleExec : public tdx::Hooks {
         stack_(kBasePfn, pool_pages(t.memory), module_options(t), this),
         host_(stack_.host()),
         m_(stack_.module()) {
-    wants_calls = o.log != nullptr;  // on_call only logs
+    set_calls_observed(o.log != nullptr);  // on_call only writes the -v log
     tdr_ = m_.create_td(t.vcpus);
     apply_injections(t, m_);
   }
