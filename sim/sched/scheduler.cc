@@ -65,7 +65,7 @@ void Scheduler::add_actor(int id, std::function<void()> body) {
   a->id = id;
   a->body = std::move(body);
   a->fiber = Fiber::take();
-  if (n_actors_ < kMaxActors) order_[n_actors_++] = a.get();
+  if (n_live_ < kMaxActors) live_[n_live_++] = a.get();
   actors_.push_back(std::move(a));
 }
 
@@ -80,7 +80,8 @@ bool Scheduler::run() {
         // unwound: every object on this actor's stack is destroyed
       }
       self->done = true;
-      n_unready_++;
+      Actor** end = std::remove(live_, live_ + n_live_, self);
+      n_live_ = static_cast<size_t>(end - live_);
       go_home(cancelling_ ? nullptr : pick_other(self));
     });
   }
@@ -267,7 +268,7 @@ bool Scheduler::block_until(const char* what, const std::function<bool()>& ready
     if (++decisions_ > step_limit_) [[unlikely]]
       no_progress();
     cur_->waiting = &ready;
-    n_unready_++;
+    n_waiting_++;
     cur_->what = what;
     Actor* next = pick_other(cur_);
     if (!next) {
@@ -282,7 +283,7 @@ bool Scheduler::block_until(const char* what, const std::function<bool()>& ready
       on_switch(actor_name(cur_->id) + " waits for " + what + " -> " + actor_name(next->id));
     go_home(next);
     cur_->waiting = nullptr;
-    n_unready_--;
+    n_waiting_--;
   }
   if (take) take();
   return true;

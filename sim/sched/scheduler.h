@@ -88,12 +88,12 @@ class Scheduler : public Env {
   // `schedule random`: a runnable actor chosen by the next random number, inline in yield()
   // (most yield points of a random schedule go through here).
   Actor* pick_random() {
-    // Every actor runnable (the usual case): no predicate to evaluate, no list to build.
-    if (n_unready_ == 0) return order_[pick_index(rand(), n_actors_)];
+    // No actor blocked: every live actor is runnable, no predicate to evaluate.
+    if (n_waiting_ == 0) return live_[pick_index(rand(), n_live_)];
     Actor* ready[kMaxActors];
     size_t n = 0;
-    for (size_t i = 0; i < n_actors_; i++)
-      if (runnable(order_[i])) ready[n++] = order_[i];
+    for (size_t i = 0; i < n_live_; i++)
+      if (runnable(live_[i])) ready[n++] = live_[i];
     return ready[pick_index(rand(), n)];
   }
   // r % n, with constant divisors for the usual actor counts (a multiply, not a divide).
@@ -133,11 +133,13 @@ class Scheduler : public Env {
   Schedule s_;
   uint64_t step_limit_;
   std::vector<std::unique_ptr<Actor>> actors_;
-  Actor* order_[kMaxActors] = {};  // actors_ without the indirection, for the per-yield loops
-  size_t n_actors_ = 0;
-  // Actors done or waiting in block_until (never fewer than really are: exactly so outside
-  // the unwinding of a cancelled run, where it may be more); 0 lets pick_random skip the scan.
-  size_t n_unready_ = 0;
+  // The actors not done, in declaration order, without the indirection of actors_: the set a
+  // random pick chooses from once the blocked ones are left out.
+  Actor* live_[kMaxActors] = {};
+  size_t n_live_ = 0;
+  // Actors waiting in block_until (never fewer than really are: exactly so outside the
+  // unwinding of a cancelled run, where it may be more); 0 lets pick_random skip the scan.
+  size_t n_waiting_ = 0;
   Actor* cur_ = nullptr;
   Actor* next_ = nullptr;
   bool stop_ = false;
