@@ -87,7 +87,7 @@ class Scheduler : public Env {
   bool runnable(const Actor* a) const { return !a->done && (!a->waiting || (*a->waiting)()); }
   // `schedule random`: a runnable actor chosen by the next random number, inline in yield()
   // (most yield points of a random schedule go through here).
-  Actor* pick_random() {
+  [[gnu::always_inline]] Actor* pick_random() {
     // No actor blocked: every live actor is runnable, no predicate to evaluate.
     if (n_waiting_ == 0) return live_[pick_index(rand(), n_live_)];
     Actor* ready[kMaxActors];
