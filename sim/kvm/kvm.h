@@ -420,13 +420,14 @@ void Kvm::walk_visit(uint64_t sp_index, F& f) const {
 // remove_external_spte: BLOCK, TRACK + kick, REMOVE, WBINVD, clear (§2.B B3). After HKID
 // release (teardown) the page is reclaimed directly. Inline, with tdx_reclaim_page: the
 // teardown runs them once a guest page from handle_removed_pt's loop.
-inline int Kvm::tdx_sept_remove_private_spte(uint64_t gfn, int level, uint64_t pfn) {
+[[gnu::always_inline]] inline int Kvm::tdx_sept_remove_private_spte(uint64_t gfn, int level,
+                                                                    uint64_t pfn) {
   if (!hkid_assigned_) return tdx_reclaim_page(level, pfn);
   return tdx_sept_zap_track_drop(gfn, level, pfn);
 }
 
 // tdx_reclaim_page: RECLAIM, then the page is the host's again, cleared (tdx_clear_page).
-inline int Kvm::tdx_reclaim_page(int level, uint64_t pfn) {
+[[gnu::always_inline]] inline int Kvm::tdx_reclaim_page(int level, uint64_t pfn) {
   KVM_BUG_ON(!vm_dead_, "tdx_sept_remove_private_spte",
              "!is_hkid_assigned(kvm_tdx) && !kvm->vm_dead");
   tdx::Regs r = seamcall<tdx::Leaf::PHYMEM_PAGE_RECLAIM>(pfn << 12);
