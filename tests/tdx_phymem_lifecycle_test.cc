@@ -276,6 +276,30 @@ TEST_F(PhymemTest, ReclaimTakesTheOwnersTdrSharedAsImplicitOperand) {
   EXPECT_RECLAIM(reclaim(hpa4), kOk, static_cast<uint64_t>(PageType::REG), tdr, 0);
 }
 
+// Module::seamcall<L>, KVM's entry for a fixed leaf, is the dispatcher: a pending injection
+// still answers first (fails if the compile-time path skips the injection list), and without
+// one the leaf runs with every check, as seamcall(in) runs it.
+TEST_F(PhymemTest, FixedLeafSeamcallIsTheDispatchersCall) {
+  const uint64_t hpa4 = add4k(kGpa), hpa4b = add4k(kGpa + k4K);
+  teardown();
+  auto fixed = [&](uint64_t pa) {
+    Regs in;
+    in.rax = leaf_rax(Leaf::PHYMEM_PAGE_RECLAIM);
+    in.rcx = pa;
+    return m.seamcall<Leaf::PHYMEM_PAGE_RECLAIM>(in);
+  };
+  const uint64_t injected = raw(Status::OPERAND_BUSY, Operand::RCX);
+  m.inject(Leaf::PHYMEM_PAGE_RECLAIM, injected, 2);
+  m.inject(Leaf::MEM_TRACK, raw(Status::TD_FATAL), 1);  // another leaf's: left pending
+  EXPECT_RECLAIM(fixed(hpa4 + 8), raw(Status::OPERAND_INVALID, Operand::RCX), 0, 0, 0);
+  EXPECT_RECLAIM(fixed(hpa4), injected, 0, 0, 0);  // the 2nd RECLAIM, without running
+  EXPECT_EQ(PageType::REG, m.pamt_4k(hpa4 >> 12).type);
+  EXPECT_RECLAIM(fixed(hpa4), kOk, static_cast<uint64_t>(PageType::REG), tdr, 0);
+  EXPECT_RECLAIM(fixed(hpa4), raw(Status::PAGE_METADATA_INCORRECT, Operand::RCX), 0, 0, 0);
+  EXPECT_RECLAIM(reclaim(hpa4b), kOk, static_cast<uint64_t>(PageType::REG), tdr, 0);
+  EXPECT_STATUS(raw(Status::TD_FATAL), call(Leaf::MEM_TRACK, tdr).rax);
+}
+
 TEST_F(PhymemTest, ReclaimFollowsTheOwningTdsLifecycleOnly) {
   const uint64_t other = m.create_td(1);
   ASSERT_NE(0u, other);

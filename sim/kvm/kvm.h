@@ -228,6 +228,12 @@ class Kvm : public tdx::Hooks {
       return;
     lockdep_assert_slow(need, function);
   }
+  // The same test for a caller that knows its actor: `me` is env_->actor() + 1, which stays
+  // the same while one actor's code runs (handle_removed_pt asks once a table, not once a page).
+  void lockdep_assert(LockNeed need, const char* function, int me) {
+    if (need == LockNeed::kWrite && mmu_lock_.writer && mmu_lock_.writer_actor == me) return;
+    lockdep_assert_slow(need, function);
+  }
 
   // KVM_BUG_ON(cond): marks the VM bugged and dead, records the site, returns cond.
   bool KVM_BUG_ON(bool cond, const char* function, const char* condition, uint64_t status = 0,
@@ -266,7 +272,8 @@ class Kvm : public tdx::Hooks {
   void handle_changed_spte(uint64_t gfn, uint64_t old_spte, uint64_t new_spte, int level,
                            bool shared);
   void handle_removed_pt(uint64_t sp_index, bool shared);
-  void remove_external_spte(uint64_t gfn, uint64_t old_spte, int level);
+  // me: the caller's env_->actor() + 1, for lockdep.
+  void remove_external_spte(uint64_t gfn, uint64_t old_spte, int level, int me);
   bool tdp_mmu_zap_leafs(uint64_t start, uint64_t end);
   bool tdp_mmu_need_resched(uint64_t leaves_since_yield) const;
   int tdp_mmu_split_huge_pages_root(uint64_t start, uint64_t end, bool only_cross_boundary,
@@ -286,6 +293,7 @@ class Kvm : public tdx::Hooks {
   int tdx_sept_remove_private_spte(uint64_t gfn, int level, uint64_t pfn);
   int tdx_sept_zap_track_drop(uint64_t gfn, int level, uint64_t pfn);
   int tdx_reclaim_page(int level, uint64_t pfn);
+  void reclaimed_huge_page(int level, uint64_t pfn);
   void warn_reclaim_failed(uint64_t status);
   int tdx_sept_zap_private_spte(uint64_t gfn, int level);
   void tdx_track();
@@ -307,6 +315,18 @@ class Kvm : public tdx::Hooks {
     in.r8 = r8;
     in.r9 = r9;
     return module_.seamcall(in);
+  }
+  // The same for a leaf fixed at the call site: the module's dispatch is resolved at compile
+  // time (RECLAIM, once a page at teardown).
+  template <tdx::Leaf L>
+  tdx::Regs seamcall(uint64_t rcx, uint64_t rdx = 0, uint64_t r8 = 0, uint64_t r9 = 0) {
+    tdx::Regs in;
+    in.rax = tdx::leaf_rax(L);
+    in.rcx = rcx;
+    in.rdx = rdx;
+    in.r8 = r8;
+    in.r9 = r9;
+    return module_.seamcall<L>(in);
   }
   // A SEAMCALL with KVM's retry rule: on BUSY, no-vCPUs-enter retry once (kvm-tdx.md §4).
   tdx::Regs seamcall_retry(tdx::Leaf leaf, uint64_t rcx, uint64_t rdx = 0, uint64_t r8 = 0);
@@ -395,6 +415,31 @@ void Kvm::walk_visit(uint64_t sp_index, F& f) const {
     f(gfn, p->level, s, leaf, leaf ? 0 : sps_[spte_pfn(s)]->external_spt);
     if (!leaf) walk_visit(spte_pfn(s), f);
   }
+}
+
+// remove_external_spte: BLOCK, TRACK + kick, REMOVE, WBINVD, clear (§2.B B3). After HKID
+// release (teardown) the page is reclaimed directly. Inline, with tdx_reclaim_page: the
+// teardown runs them once a guest page from handle_removed_pt's loop.
+[[gnu::always_inline]] inline int Kvm::tdx_sept_remove_private_spte(uint64_t gfn, int level,
+                                                                    uint64_t pfn) {
+  if (!hkid_assigned_) return tdx_reclaim_page(level, pfn);
+  return tdx_sept_zap_track_drop(gfn, level, pfn);
+}
+
+// tdx_reclaim_page: RECLAIM, then the page is the host's again, cleared (tdx_clear_page).
+[[gnu::always_inline]] inline int Kvm::tdx_reclaim_page(int level, uint64_t pfn) {
+  KVM_BUG_ON(!vm_dead_, "tdx_sept_remove_private_spte",
+             "!is_hkid_assigned(kvm_tdx) && !kvm->vm_dead");
+  tdx::Regs r = seamcall<tdx::Leaf::PHYMEM_PAGE_RECLAIM>(pfn << 12);
+  if (r.rax) [[unlikely]] {
+    warn_reclaim_failed(r.rax);
+    return 0;
+  }
+  if (level == kPg4K) [[likely]]
+    host_.transfer_and_zero(pfn, host::Use::kModule, host::Use::kHost, "reclaimed guest page");
+  else
+    reclaimed_huge_page(level, pfn);
+  return 0;
 }
 
 }  // namespace kvm

@@ -165,7 +165,7 @@ void Kvm::tdp_mmu_set_spte(std::atomic<uint64_t>* sptep, uint64_t gfn, uint64_t 
   sptep->store(new_spte, std::memory_order_release);
   handle_changed_spte(gfn, old_spte, new_spte, level, /*shared=*/false);
   if (!is_shadow_present(new_spte)) {
-    remove_external_spte(gfn, old_spte, level);
+    remove_external_spte(gfn, old_spte, level, env_->actor() + 1);
   } else if (is_leaf(old_spte, level) && !is_last_spte(new_spte, level)) {
     const uint64_t ext = sps_[spte_pfn(new_spte)]->external_spt;
     // split_external_spt: its return value is ignored (§7.3); TDX has bugged the VM on failure.
@@ -199,13 +199,14 @@ void Kvm::handle_removed_pt(uint64_t index, bool shared) {
   KvmMmuPage* p = sps_[index].get();
   const int level = p->level;  // read once: the SPTE stores would make the compiler reload it
   const uint64_t first = p->gfn, step = pages_per(level);
+  const int me = env_->actor() + 1;
   for (uint64_t i = 0; i < 512; i++) {
     const uint64_t old = p->spt[i].load(std::memory_order_relaxed);
     if (!is_shadow_present(old)) continue;
     const uint64_t gfn = first + i * step;
     p->spt[i].store(kFrozenSpte, std::memory_order_relaxed);
     handle_changed_spte(gfn, old, kFrozenSpte, level, shared);
-    remove_external_spte(gfn, old, level);
+    remove_external_spte(gfn, old, level, me);
   }
   if (p->external_spt && tdx_sept_free_private_spt(p->gfn, p->level + 1, p->external_spt)) {
     // WARN: leak the page rather than hand encrypted memory back to the kernel.
@@ -216,9 +217,10 @@ void Kvm::handle_removed_pt(uint64_t index, bool shared) {
   tdp_mmu_free_sp(index);
 }
 
-void Kvm::remove_external_spte(uint64_t gfn, uint64_t old_spte, int level) {
+[[gnu::always_inline]] void Kvm::remove_external_spte(uint64_t gfn, uint64_t old_spte, int level,
+                                                      int me) {
   if (!is_leaf(old_spte, level)) return;  // tables: free_external_spt
-  lockdep_assert(LockNeed::kWrite, "remove_external_spte");
+  lockdep_assert(LockNeed::kWrite, "remove_external_spte", me);
   int r = tdx_sept_remove_private_spte(gfn, level, spte_pfn(old_spte));
   KVM_BUG_ON(r != 0, "remove_external_spte", "ret");
 }

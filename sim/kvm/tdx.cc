@@ -106,14 +106,6 @@ int Kvm::tdx_sept_set_private_spte(uint64_t gfn, int level, uint64_t pfn) {
   return -kEIO;
 }
 
-// remove_external_spte: BLOCK, TRACK + kick, REMOVE, WBINVD, clear (§2.B B3). After HKID
-// release (teardown) the page is reclaimed directly: a tail call, so that this path, once a
-// guest page, saves no registers for the other one.
-int Kvm::tdx_sept_remove_private_spte(uint64_t gfn, int level, uint64_t pfn) {
-  if (!hkid_assigned_) return tdx_reclaim_page(level, pfn);
-  return tdx_sept_zap_track_drop(gfn, level, pfn);
-}
-
 [[gnu::noinline]] int Kvm::tdx_sept_zap_track_drop(uint64_t gfn, int level, uint64_t pfn) {
   int r = tdx_sept_zap_private_spte(gfn, level);
   if (r <= 0) return r;
@@ -121,24 +113,12 @@ int Kvm::tdx_sept_remove_private_spte(uint64_t gfn, int level, uint64_t pfn) {
   return tdx_sept_drop_private_spte(gfn, level, pfn);
 }
 
-// tdx_reclaim_page: RECLAIM, then the page is the host's again, cleared (tdx_clear_page).
-int Kvm::tdx_reclaim_page(int level, uint64_t pfn) {
-  KVM_BUG_ON(!vm_dead_, "tdx_sept_remove_private_spte",
-             "!is_hkid_assigned(kvm_tdx) && !kvm->vm_dead");
-  tdx::Regs r = seamcall(Leaf::PHYMEM_PAGE_RECLAIM, pfn << 12);
-  if (r.rax) [[unlikely]] {
-    warn_reclaim_failed(r.rax);
-    return 0;
-  }
-  if (level == kPg4K) {  // the common case, without the loops
-    host_.transfer_and_zero(pfn, host::Use::kModule, host::Use::kHost, "reclaimed guest page");
-    return 0;
-  }
-  // Every frame of the page at once: transfer() walks them in order, as one call a frame did.
+// tdx_reclaim_page's page larger than 4K: every frame of it at once (transfer() walks them in
+// order, as one call a frame did), then each one cleared.
+[[gnu::noinline]] void Kvm::reclaimed_huge_page(int level, uint64_t pfn) {
   host_.transfer(pfn, 9 * static_cast<unsigned>(level - kPg4K), host::Use::kModule,
                  host::Use::kHost, "reclaimed guest page");
   for (uint64_t i = 0; i < pages_per(level); i++) host_.store_content(pfn + i, 0);
-  return 0;
 }
 
 [[gnu::cold, gnu::noinline]] void Kvm::warn_reclaim_failed(uint64_t status) {
@@ -213,7 +193,7 @@ int Kvm::tdx_sept_free_private_spt(uint64_t gfn, int level, uint64_t external_sp
   (void)gfn, (void)level;
   if (KVM_BUG_ON(hkid_assigned_, "tdx_sept_free_private_spt", "is_hkid_assigned(kvm_tdx)"))
     return -kEINVAL;
-  tdx::Regs r = seamcall(Leaf::PHYMEM_PAGE_RECLAIM, external_spt);
+  tdx::Regs r = seamcall<Leaf::PHYMEM_PAGE_RECLAIM>(external_spt);
   if (r.rax) return -kEIO;  // the caller WARNs and leaks the page
   host_.transfer(external_spt >> 12, 0, host::Use::kModule, host::Use::kHost,
                  "reclaimed S-EPT page");

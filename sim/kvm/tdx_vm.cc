@@ -202,7 +202,7 @@ void Kvm::kvm_destroy_vm() {
     for (auto& v : td->vcpus) pages.insert(pages.end(), {v.tdvpr, v.tdvpx});
     pages.push_back(td->tdr);
     for (uint64_t pa : pages) {
-      tdx::Regs c = seamcall(Leaf::PHYMEM_PAGE_RECLAIM, pa);
+      tdx::Regs c = seamcall<Leaf::PHYMEM_PAGE_RECLAIM>(pa);
       if (c.rax) {
         add_violation(
             {"kvm-bug-on", "__tdx_reclaim_page",

@@ -215,6 +215,11 @@ bool Module::prologue(Call& c, const Prologue& p, Target* t) {
   return true;
 }
 
+// The dispatcher calls handler(leaf) for every leaf it accepts.
+#define LEAF(e, name, num, ver) static_assert(Module::handler(Leaf::e) != nullptr);
+#include "sim/tdx/leaf.def"
+#undef LEAF
+
 Regs Module::seamcall(const Regs& in) {
   const uint64_t num = in.rax & 0xffff;
   const auto leaf = static_cast<Leaf>(num);
@@ -235,45 +240,8 @@ Regs Module::seamcall(const Regs& in) {
     if (hooks_->calls_observed()) hooks_->on_call(kLeafInfo[num].name, in, out);
     return out;
   }
-  switch (leaf) {
-    case Leaf::MEM_SEPT_ADD:
-      return tdh_mem_sept_add(in);
-    case Leaf::MEM_SEPT_REMOVE:
-      return tdh_mem_sept_remove(in);
-    case Leaf::MEM_PAGE_ADD:
-      return tdh_mem_page_add(in);
-    case Leaf::MEM_PAGE_AUG:
-      return tdh_mem_page_aug(in);
-    case Leaf::MEM_RANGE_BLOCK:
-      return tdh_mem_range_block(in);
-    case Leaf::MEM_RANGE_UNBLOCK:
-      return tdh_mem_range_unblock(in);
-    case Leaf::MEM_TRACK:
-      return tdh_mem_track(in);
-    case Leaf::MEM_PAGE_REMOVE:
-      return tdh_mem_page_remove(in);
-    case Leaf::MEM_PAGE_DEMOTE:
-      return tdh_mem_page_demote(in);
-    case Leaf::MEM_PAGE_PROMOTE:
-      return tdh_mem_page_promote(in);
-    case Leaf::MR_FINALIZE:
-      return tdh_mr_finalize(in);
-    case Leaf::VP_ENTER:
-      return tdh_vp_enter(in);
-    case Leaf::VP_FLUSH:
-      return tdh_vp_flush(in);
-    case Leaf::MNG_VPFLUSHDONE:
-      return tdh_mng_vpflushdone(in);
-    case Leaf::PHYMEM_CACHE_WB:
-      return tdh_phymem_cache_wb(in);
-    case Leaf::MNG_KEY_FREEID:
-      return tdh_mng_key_freeid(in);
-    case Leaf::PHYMEM_PAGE_WBINVD:
-      return tdh_phymem_page_wbinvd(in);
-    case Leaf::PHYMEM_PAGE_RECLAIM:
-      return tdh_phymem_page_reclaim(in);
-  }
-  return {};
+  // Every number that passed the check above has its leaf function.
+  return (this->*handler(leaf))(in);
 }
 
 }  // namespace tdx

@@ -166,6 +166,17 @@ class Module {
   // --- Host side: SEAMCALL with RAX = leaf | version << 16. Unknown leaves fail like the
   // dispatcher does with TDX_OPERAND_INVALID|RAX.
   Regs seamcall(const Regs& in);
+  // seamcall(in) for a caller whose RAX is leaf_rax(L) (version 0, a leaf the module has):
+  // the dispatcher's RAX checks pass by construction and its switch is resolved at compile
+  // time. With an injection pending, the dispatcher itself runs (it consults the list first).
+  template <Leaf L>
+  Regs seamcall(const Regs& in) {
+    static_assert(handler(L) != nullptr, "not a leaf of this module");
+    assert(in.rax == leaf_rax(L));
+    if (!injections_.empty()) [[unlikely]]
+      return seamcall(in);
+    return (this->*handler(L))(in);
+  }
 
   // Fault injection, for reaching the error paths no valid input reaches: the `nth` next
   // call of `leaf` returns `status` (RCX/RDX zero) without running.
@@ -191,6 +202,48 @@ class Module {
   Regs tdh_mng_key_freeid(const Regs& in);
   Regs tdh_phymem_page_wbinvd(const Regs& in);
   Regs tdh_phymem_page_reclaim(const Regs& in);
+  // The host-side leaf function of each leaf number the dispatcher accepts, else nullptr.
+  static constexpr Regs (Module::*handler(Leaf leaf))(const Regs&) {
+    switch (leaf) {
+      case Leaf::MEM_SEPT_ADD:
+        return &Module::tdh_mem_sept_add;
+      case Leaf::MEM_SEPT_REMOVE:
+        return &Module::tdh_mem_sept_remove;
+      case Leaf::MEM_PAGE_ADD:
+        return &Module::tdh_mem_page_add;
+      case Leaf::MEM_PAGE_AUG:
+        return &Module::tdh_mem_page_aug;
+      case Leaf::MEM_RANGE_BLOCK:
+        return &Module::tdh_mem_range_block;
+      case Leaf::MEM_RANGE_UNBLOCK:
+        return &Module::tdh_mem_range_unblock;
+      case Leaf::MEM_TRACK:
+        return &Module::tdh_mem_track;
+      case Leaf::MEM_PAGE_REMOVE:
+        return &Module::tdh_mem_page_remove;
+      case Leaf::MEM_PAGE_DEMOTE:
+        return &Module::tdh_mem_page_demote;
+      case Leaf::MEM_PAGE_PROMOTE:
+        return &Module::tdh_mem_page_promote;
+      case Leaf::MR_FINALIZE:
+        return &Module::tdh_mr_finalize;
+      case Leaf::VP_ENTER:
+        return &Module::tdh_vp_enter;
+      case Leaf::VP_FLUSH:
+        return &Module::tdh_vp_flush;
+      case Leaf::MNG_VPFLUSHDONE:
+        return &Module::tdh_mng_vpflushdone;
+      case Leaf::PHYMEM_CACHE_WB:
+        return &Module::tdh_phymem_cache_wb;
+      case Leaf::MNG_KEY_FREEID:
+        return &Module::tdh_mng_key_freeid;
+      case Leaf::PHYMEM_PAGE_WBINVD:
+        return &Module::tdh_phymem_page_wbinvd;
+      case Leaf::PHYMEM_PAGE_RECLAIM:
+        return &Module::tdh_phymem_page_reclaim;
+    }
+    return nullptr;
+  }
 
   // --- TD exit of a vCPU in guest mode (td_exit.c): drops its epoch refcount and the TDR and
   // TDVPR locks VP.ENTER left held. Returns false if the vCPU was not in the TD.
