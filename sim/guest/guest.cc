@@ -66,6 +66,15 @@ Result Guest::fail_run(int err) const {
   return r;
 }
 
+tdx::Vcpu* Guest::running_vcpu(int v, tdx::Td** td) const {
+  if (kvm_.vm_dead() || kvm_.td_state() != kvm::TdState::RUNNABLE) return nullptr;
+  const auto& tds = kvm_.module().tds();
+  if (tds.size() != 1 || tds[0]->tdr != kvm_.tdr()) return nullptr;
+  tdx::Td& t = *tds[0];
+  if (static_cast<size_t>(v) >= t.vcpus.size() || !t.vcpus[v].in_td) return nullptr;
+  return *td = &t, &t.vcpus[v];
+}
+
 Result Guest::accept_once(int v, uint64_t gfn, int pg_level, bool* size_mismatch) {
   const uint64_t limit = kvm_.options().local_retry_limit;
   const uint64_t gpa = gfn << 12;
@@ -78,14 +87,26 @@ Result Guest::accept_once(int v, uint64_t gfn, int pg_level, bool* size_mismatch
   uint64_t progress = module.host_progress(), waited = 0;
   for (uint64_t tries = 0; tries <= limit; tries++) {
     kvm_.vcpu_ack_kick(v);  // an instruction boundary: a pending IPI is taken here
-    if (int e = enter(v)) return fail_run(e);
-    const tdx::AcceptResult a = module.tdg_mem_page_accept(kvm_.tdvpr(v), rcx);
+    // Already in guest mode (KVM_RUN's fast path): the TDCALL of the vCPU found once.
+    tdx::Td* td;
+    tdx::AcceptResult a;
+    if (tdx::Vcpu* vc = running_vcpu(v, &td)) [[likely]] {
+      a = module.tdg_mem_page_accept(*td, *vc, rcx);
+    } else {
+      if (int e = enter(v)) return fail_run(e);
+      a = module.tdg_mem_page_accept(kvm_.tdvpr(v), rcx);
+    }
     switch (a.kind) {
       case tdx::AcceptResult::kStatus: {
         const tdx::Status s = tdx::status_class(a.status);
         if (s == tdx::Status::SUCCESS || s == tdx::Status::PAGE_ALREADY_ACCEPTED) {
-          const uint64_t n = kvm::pages_per(pg_level);
           std::atomic<uint8_t>* acc = accepted_.get();
+          if (pg_level == kPg4K) {
+            acc[gfn].store(1, std::memory_order_relaxed);
+            if (s == tdx::Status::SUCCESS) listener_->accepted(gfn, 1);
+            return {};
+          }
+          const uint64_t n = kvm::pages_per(pg_level);
           for (uint64_t g = gfn; g < gfn + n; g++) acc[g].store(1, std::memory_order_relaxed);
           if (s == tdx::Status::SUCCESS) listener_->accepted(gfn, n);
           return {};
