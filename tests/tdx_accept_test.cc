@@ -239,6 +239,11 @@ TEST_F(AcceptTest, OperandInvalidRcxComesBeforeTheWalk) {
       gl(kGpa, 0) | (1ull << 52),     // reserved bits 63:52
       gl(kGpa | kSharedBit, 0),       // shared GPA
       gl(kGpa | (1ull << kGpaw), 0),  // beyond the GPA width
+      // The edges of each field (the module tests them all at once).
+      gl(kGpa + (1ull << 20), 1),  // 2M request, bit 20 set
+      gl(kGpa, 0) | 0x800,         // reserved bit 11
+      gl(kGpa, 0) | (1ull << 63),  // reserved bit 63
+      gl(kGpa | (1ull << 51), 0),  // GPA bit 51
   };
   for (uint64_t rcx : bad) {
     SCOPED_TRACE(Hex(rcx));

@@ -56,13 +56,13 @@ AcceptResult Module::tdg_mem_page_accept(Td& td, Vcpu& vcpu, uint64_t rcx) {
     r.kind = AcceptResult::kNotInTd;
     return r;
   }
-  // Step 1.
+  // Step 1, one test per level: reserved bits 11:3 and 63:52, the shared bit, GPA bits at or
+  // above GPAW and GPA bits below the level's alignment all make RCX invalid.
   const int level = static_cast<int>(rcx & 7);
   const uint64_t gpa = gpa_of(rcx);
-  if ((rcx & 0xff8) || (rcx >> 52) || level > kLevel2M || (gpa & (level_size(level) - 1)))
-      [[unlikely]]
-    return accept_status(rcx, raw(Status::OPERAND_INVALID, Operand::RCX));
-  if ((gpa & kSharedBit) || (gpa >> kGpaw)) [[unlikely]]
+  constexpr uint64_t kInvalid = 0xff8 | ~0x000fffffffffffffull | kSharedBit |
+                                (0x000ffffffffff000ull & ~((1ull << kGpaw) - 1));
+  if (level > kLevel2M || (rcx & (kInvalid | ((level_size(level) - 1) & ~0xfffull)))) [[unlikely]]
     return accept_status(rcx, raw(Status::OPERAND_INVALID, Operand::RCX));
   // Step 2: unlocked walk.
   const WalkResult w = walk(td, gpa, level);
