@@ -98,21 +98,22 @@ tdx::Vcpu* Guest::running_vcpu(int v, tdx::Td** td) const {
     }
     const tdx::AcceptResult a = vc ? module.tdg_mem_page_accept(*td, *vc, rcx)
                                    : module.tdg_mem_page_accept(kvm_.tdvpr(v), rcx);
+    const tdx::Status s = tdx::status_class(a.status);
+    if (a.kind == tdx::AcceptResult::kStatus &&
+        (s == tdx::Status::SUCCESS || s == tdx::Status::PAGE_ALREADY_ACCEPTED)) [[likely]] {
+      std::atomic<uint8_t>* acc = accepted_.get();
+      if (pg_level == kPg4K) {
+        acc[gfn].store(1, std::memory_order_relaxed);
+        if (s == tdx::Status::SUCCESS) listener_->accepted(gfn, 1);
+        return {};
+      }
+      const uint64_t n = kvm::pages_per(pg_level);
+      for (uint64_t g = gfn; g < gfn + n; g++) acc[g].store(1, std::memory_order_relaxed);
+      if (s == tdx::Status::SUCCESS) listener_->accepted(gfn, n);
+      return {};
+    }
     switch (a.kind) {
       case tdx::AcceptResult::kStatus: {
-        const tdx::Status s = tdx::status_class(a.status);
-        if (s == tdx::Status::SUCCESS || s == tdx::Status::PAGE_ALREADY_ACCEPTED) {
-          std::atomic<uint8_t>* acc = accepted_.get();
-          if (pg_level == kPg4K) {
-            acc[gfn].store(1, std::memory_order_relaxed);
-            if (s == tdx::Status::SUCCESS) listener_->accepted(gfn, 1);
-            return {};
-          }
-          const uint64_t n = kvm::pages_per(pg_level);
-          for (uint64_t g = gfn; g < gfn + n; g++) acc[g].store(1, std::memory_order_relaxed);
-          if (s == tdx::Status::SUCCESS) listener_->accepted(gfn, n);
-          return {};
-        }
         if (s == tdx::Status::PAGE_SIZE_MISMATCH) {
           *size_mismatch = true;
           return {};
