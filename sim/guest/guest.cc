@@ -72,7 +72,10 @@ tdx::Vcpu* Guest::running_vcpu(int v, tdx::Td** td) const {
   const auto& tds = kvm.module().tds();
   if (tds.size() != 1 || tds[0]->tdr != kvm.tdr()) return nullptr;
   tdx::Td& t = *tds[0];
-  if (static_cast<size_t>(v) >= t.vcpus.size() || !t.vcpus[v].in_td) return nullptr;
+  // v < size without the division by sizeof(Vcpu) that size() costs.
+  const auto bytes = reinterpret_cast<uintptr_t>(t.vcpus.data() + t.vcpus.size()) -
+                     reinterpret_cast<uintptr_t>(t.vcpus.data());
+  if (static_cast<uint64_t>(v) * sizeof(tdx::Vcpu) >= bytes || !t.vcpus[v].in_td) return nullptr;
   return *td = &t, &t.vcpus[v];
 }
 
