@@ -36,10 +36,10 @@ std::string Result::text() const {
 Guest::Guest(kvm::Kvm& kvm)
     : kvm_(kvm),
       tlb_(kvm.nr_vcpus()),
+      // Zeroed: since C++20 std::atomic's default constructor value-initializes.
       accepted_(new std::atomic<uint8_t>[kvm.memory_gfns()]),
       gfns_(kvm.memory_gfns()) {
-  // Relaxed: a default (seq_cst) atomic store is a locked exchange on x86.
-  for (uint64_t g = 0; g < gfns_; g++) accepted_[g].store(0, std::memory_order_relaxed);
+  static_assert(__cpp_lib_atomic_value_initialization >= 201911L);
 }
 
 void Guest::forget(uint64_t gfn, uint64_t count) {
