@@ -239,6 +239,11 @@ TEST_F(AcceptTest, OperandInvalidRcxComesBeforeTheWalk) {
       gl(kGpa, 0) | (1ull << 52),     // reserved bits 63:52
       gl(kGpa | kSharedBit, 0),       // shared GPA
       gl(kGpa | (1ull << kGpaw), 0),  // beyond the GPA width
+      // The edges of each field (the module tests them all at once).
+      gl(kGpa + (1ull << 20), 1),  // 2M request, bit 20 set
+      gl(kGpa, 0) | 0x800,         // reserved bit 11
+      gl(kGpa, 0) | (1ull << 63),  // reserved bit 63
+      gl(kGpa | (1ull << 51), 0),  // GPA bit 51
   };
   for (uint64_t rcx : bad) {
     SCOPED_TRACE(Hex(rcx));
@@ -433,6 +438,28 @@ TEST_F(AcceptTest, NotInTdBeforeEnterAndAfterAnExit) {
   EXPECT_EQ(AcceptResult::kNotInTd, accept(0, kGpa, 0).kind);
   EXPECT_EQ(SeptState::PENDING, entry(kGpa, 0).state());
   EXPECT_EQ(AcceptResult::kNotInTd, m.tdg_mem_page_accept(tdr, gl(kGpa, 0)).kind);  // no vCPU
+}
+
+// The running guest's entry point (it passes the vCPU that its TDVPR names) gives what the
+// TDVPR one gives, outcome by outcome.
+TEST_F(AcceptTest, TheVcpuEntryPointMatchesTheTdvprOne) {
+  const uint64_t hpa = aug4k(kGpa);
+  EXPECT_EQ(AcceptResult::kNotInTd, m.tdg_mem_page_accept(td(), td().vcpus[1], gl(kGpa, 0)).kind);
+  expect_status(m.tdg_mem_page_accept(td(), td().vcpus[0], gl(kGpa, 0)), kOk);
+  EXPECT_EQ(0u, host.content(hpa >> 12));
+  EXPECT_EQ(SeptState::MAPPED, entry(kGpa, 0).state());
+  const AcceptResult by_vcpu = m.tdg_mem_page_accept(td(), td().vcpus[0], gl(kGpa, 0));
+  const AcceptResult by_tdvpr = accept(0, kGpa, 0);
+  expect_status(by_vcpu, by_tdvpr.status);
+  EXPECT_STATUS(raw(Status::PAGE_ALREADY_ACCEPTED, 0), by_vcpu.status);
+  expect_status(m.tdg_mem_page_accept(td(), td().vcpus[0], gl(kGpa | kSharedBit, 0)),
+                raw(Status::OPERAND_INVALID, Operand::RCX));
+  // A FREE entry: the EPT-violation exit, and the vCPU leaves the TD.
+  map_tables(kGpa + k4K, kLevel4K);
+  const AcceptResult r = m.tdg_mem_page_accept(td(), td().vcpus[0], gl(kGpa + k4K, 0));
+  EXPECT_EQ(AcceptResult::kEptViolation, r.kind);
+  EXPECT_EQ(kGpa + k4K, r.exit.gpa);
+  EXPECT_FALSE(in_td(0));
 }
 
 }  // namespace

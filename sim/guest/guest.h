@@ -71,6 +71,9 @@ class Guest {
 
  private:
   int enter(int v);  // 0 when in guest mode, else the errno
+  // The module's vCPU v and its TD when KVM_RUN's fast path holds (the vCPU is in guest mode)
+  // and the TD is the module's only one, so vcpu_of(its TDVPR) finds exactly it; else null.
+  tdx::Vcpu* running_vcpu(int v, tdx::Td** td) const;
   Result fail_run(int err) const;
   Result access(int v, uint64_t gfn, bool is_write, uint64_t value);
   Result accept_once(int v, uint64_t gfn, int pg_level, bool* size_mismatch);

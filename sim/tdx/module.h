@@ -256,6 +256,9 @@ class Module {
 
   // --- Guest side.
   AcceptResult tdg_mem_page_accept(uint64_t tdvpr, uint64_t rcx);
+  // The same TDCALL from a caller that already holds the vCPU the TDVPR names (vcpu_of(tdvpr)
+  // gives `td` and `vcpu`): the running guest knows its own vCPU, so it skips the search.
+  AcceptResult tdg_mem_page_accept(Td& td, Vcpu& vcpu, uint64_t rcx);
 
   // --- TD construction: TDH.MNG.CREATE, KEY.CONFIG, ADDCX, MNG.INIT, VP.CREATE/ADDCX/INIT
   // condensed into one step (their own checks are out of scope). Pages come from the host
@@ -315,6 +318,7 @@ class Module {
   AcceptResult accept_status(uint64_t rcx, uint64_t status);
   AcceptResult accept_ept_exit(uint64_t tdvpr, uint64_t rcx, uint64_t gpa, int found_level,
                                SeptEntry e);
+  void log_accept(uint64_t rcx, uint64_t rax, uint64_t r8);  // on_call, when calls are observed
   bool would_fault(Td& td, uint64_t gpa);
 
   host::HostPages& host_;

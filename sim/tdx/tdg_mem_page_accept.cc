@@ -9,14 +9,21 @@
 
 namespace tdx {
 
+// The registers are built only for an observer: most runs log nothing.
+[[gnu::cold, gnu::noinline]] void Module::log_accept(uint64_t rcx, uint64_t rax, uint64_t r8) {
+  Regs in, out;
+  in.rcx = rcx;
+  out.rax = rax;
+  out.r8 = r8;
+  hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
+}
+
 AcceptResult Module::accept_status(uint64_t rcx, uint64_t status) {
   AcceptResult r;
   r.kind = AcceptResult::kStatus;
   r.status = status;
-  Regs in, out;
-  in.rcx = rcx;
-  out.rax = status;
-  if (hooks_->calls_observed()) hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
+  if (hooks_->calls_observed()) [[unlikely]]
+    log_accept(rcx, status, 0);
   return r;
 }
 
@@ -27,11 +34,7 @@ AcceptResult Module::accept_status(uint64_t rcx, uint64_t status) {
   r.exit = {
       gpa, static_cast<int>(rcx & 7), found_level, public_state(e.state()), is_leaf(e.state()),
       true};
-  Regs in, out;
-  in.rcx = rcx;
-  out.rax = kExitReasonEptViolation;
-  out.r8 = gpa;
-  if (hooks_->calls_observed()) hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
+  if (hooks_->calls_observed()) log_accept(rcx, kExitReasonEptViolation, gpa);
   td_exit(tdvpr);  // not counted by the zero-step filter (see ept_violation_exit)
   return r;
 }
@@ -39,27 +42,36 @@ AcceptResult Module::accept_status(uint64_t rcx, uint64_t status) {
 AcceptResult Module::tdg_mem_page_accept(uint64_t tdvpr, uint64_t rcx) {
   Td* td = nullptr;
   Vcpu* v = vcpu_of(tdvpr, &td);
-  if (!v || !v->in_td) [[unlikely]] {
+  if (!v) [[unlikely]] {
     AcceptResult r;
     r.kind = AcceptResult::kNotInTd;
     return r;
   }
-  // Step 1.
+  return tdg_mem_page_accept(*td, *v, rcx);
+}
+
+AcceptResult Module::tdg_mem_page_accept(Td& td, Vcpu& vcpu, uint64_t rcx) {
+  if (!vcpu.in_td) [[unlikely]] {
+    AcceptResult r;
+    r.kind = AcceptResult::kNotInTd;
+    return r;
+  }
+  // Step 1, one test per level: reserved bits 11:3 and 63:52, the shared bit, GPA bits at or
+  // above GPAW and GPA bits below the level's alignment all make RCX invalid.
   const int level = static_cast<int>(rcx & 7);
   const uint64_t gpa = gpa_of(rcx);
-  if ((rcx & 0xff8) || (rcx >> 52) || level > kLevel2M || (gpa & (level_size(level) - 1)))
-      [[unlikely]]
-    return accept_status(rcx, raw(Status::OPERAND_INVALID, Operand::RCX));
-  if ((gpa & kSharedBit) || (gpa >> kGpaw)) [[unlikely]]
+  constexpr uint64_t kInvalid = 0xff8 | ~0x000fffffffffffffull | kSharedBit |
+                                (0x000ffffffffff000ull & ~((1ull << kGpaw) - 1));
+  if (level > kLevel2M || (rcx & (kInvalid | ((level_size(level) - 1) & ~0xfffull)))) [[unlikely]]
     return accept_status(rcx, raw(Status::OPERAND_INVALID, Operand::RCX));
   // Step 2: unlocked walk.
-  const WalkResult w = walk(*td, gpa, level);
+  const WalkResult w = walk(td, gpa, level);
   std::atomic<uint64_t>& slot = *w.slot;
   if (!w.reached) [[unlikely]] {
     const SeptEntry e = sept_read(slot);
     if (e.state() == SeptState::MAPPED)
       return accept_status(rcx, raw(Status::PAGE_ALREADY_ACCEPTED, static_cast<uint32_t>(w.level)));
-    return accept_ept_exit(tdvpr, rcx, gpa, w.level, e);
+    return accept_ept_exit(vcpu.tdvpr, rcx, gpa, w.level, e);
   }
   // Step 3: guest entry lock; host priority makes the guest back off (reported as BUSY).
   SeptEntry seen;
@@ -75,7 +87,7 @@ AcceptResult Module::tdg_mem_page_accept(uint64_t tdvpr, uint64_t rcx) {
       return accept_status(rcx, raw(Status::PAGE_ALREADY_ACCEPTED, static_cast<uint32_t>(level)));
     if (is_non_leaf(s))
       return accept_status(rcx, raw(Status::PAGE_SIZE_MISMATCH, static_cast<uint32_t>(level)));
-    return accept_ept_exit(tdvpr, rcx, gpa, level, e);
+    return accept_ept_exit(vcpu.tdvpr, rcx, gpa, level, e);
   }
   // Step 7: zero the page chunk by chunk; a 2M ACCEPT saves its progress in ACCEPT_COUNTER
   // when an interrupt is pending and the TDCALL re-executes later. Between chunks (never
@@ -101,10 +113,7 @@ AcceptResult Module::tdg_mem_page_accept(uint64_t tdvpr, uint64_t rcx) {
         sept_write_unlock(slot, e.with_accept_counter(i + 1));
         AcceptResult r;
         r.kind = AcceptResult::kResumed;
-        Regs in, out;
-        in.rcx = rcx;
-        out.rax = ~0ull;
-        if (hooks_->calls_observed()) hooks_->on_call("TDG.MEM.PAGE.ACCEPT", in, out);
+        if (hooks_->calls_observed()) log_accept(rcx, ~0ull, 0);
         return r;
       }
     }
