@@ -36,11 +36,8 @@ std::string Result::text() const {
 Guest::Guest(kvm::Kvm& kvm)
     : kvm_(kvm),
       tlb_(kvm.nr_vcpus()),
-      accepted_(new std::atomic<uint8_t>[kvm.memory_gfns()]),
-      gfns_(kvm.memory_gfns()) {
-  // Relaxed: a default (seq_cst) atomic store is a locked exchange on x86.
-  for (uint64_t g = 0; g < gfns_; g++) accepted_[g].store(0, std::memory_order_relaxed);
-}
+      accepted_(new std::atomic<uint8_t>[kvm.memory_gfns()]()),  // value-initialized: zero
+      gfns_(kvm.memory_gfns()) {}
 
 void Guest::forget(uint64_t gfn, uint64_t count) {
   std::lock_guard<std::mutex> l(mu_);

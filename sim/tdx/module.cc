@@ -34,6 +34,7 @@ Module::Module(host::HostPages& host, Options opts, Hooks* hooks)
       pamt2m_((n_ + 511) >> 9),
       pamt1g_((n_ + (1u << 18) - 1) >> 18),
       touched_(new std::atomic<uint8_t>[pamt2m_.size()]()),
+      sept_touched_(new std::atomic<uint8_t>[pamt2m_.size()]()),
       sept_pages_(n_) {}
 
 Module::~Module() = default;
@@ -57,9 +58,16 @@ void Module::reset(const Options& opts, Hooks* hooks) {
       (void)pristine;
       continue;
     }
-    for (uint64_t i = first; i < end; i++) {
-      renew(pamt4k_[i]);
-      sept_pages_[i].reset();
+    // Two loops: the PAMT one has no calls in it, and only blocks that had S-EPT pages are
+    // scanned for them.
+    // The tables through locals: the byte stores would make the compiler reload them.
+    PamtEntry* const pamt = pamt4k_.data();
+    for (uint64_t i = first; i < end; i++) renew(pamt[i]);
+    if (sept_touched_[b].load(std::memory_order_relaxed)) {
+      std::unique_ptr<SeptPage>* const sept = sept_pages_.data();
+      for (uint64_t i = first; i < end; i++)
+        if (sept[i]) sept[i].reset();
+      sept_touched_[b].store(0, std::memory_order_relaxed);
     }
     renew(pamt2m_[b]);
     touched_[b].store(0, std::memory_order_relaxed);
@@ -73,6 +81,7 @@ void Module::reset(const Options& opts, Hooks* hooks) {
 SeptPage* Module::new_sept_page(uint64_t hpa) {
   const uint64_t i = (hpa >> host::kPageShift) - base_;
   touched_[i >> 9].store(1, std::memory_order_relaxed);
+  sept_touched_[i >> 9].store(1, std::memory_order_relaxed);
   auto& p = sept_pages_[i];
   p = std::make_unique<SeptPage>();
   return p.get();
