@@ -166,7 +166,7 @@ class Kvm : public tdx::Hooks {
   bool hkid_assigned() const { return hkid_assigned_; }
   bool wait_for_sept_zap() const { return wait_for_sept_zap_.load(); }
   int64_t nr_premapped() const { return nr_premapped_; }
-  bool is_private(uint64_t gfn) const { return attr_private_[gfn].load(std::memory_order_relaxed); }
+  bool is_private(uint64_t gfn) const { return !attr_shared_[gfn].load(std::memory_order_relaxed); }
   uint32_t lpage_flags(uint64_t gfn) const {
     return lpage_[gfn >> 9].load(std::memory_order_relaxed);
   }
@@ -356,8 +356,8 @@ class Kvm : public tdx::Hooks {
   std::atomic<bool> slots_locked_{false};
   std::atomic<uint64_t> fail_allocs_{0};  // `nomem`: allocations still to fail
   // Read by faults without mmu_lock (KVM uses an xarray and lpage_info read under RCU/locks).
-  std::unique_ptr<std::atomic<uint8_t>[]> attr_private_;  // per GFN: 1 = private (initially all)
-  std::unique_ptr<std::atomic<uint32_t>[]> lpage_;        // per 2M range: MIXED / GUEST_INHIBIT
+  std::unique_ptr<std::atomic<uint8_t>[]> attr_shared_;  // per GFN: 1 = shared (zeroed: private)
+  std::unique_ptr<std::atomic<uint32_t>[]> lpage_;       // per 2M range: MIXED / GUEST_INHIBIT
   // guest_memfd: per 2M range, a 2M folio (head pfn) or per-GFN 4K folios.
   struct GmemRange {
     uint64_t huge_pfn = ~0ull;

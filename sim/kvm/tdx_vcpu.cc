@@ -138,7 +138,7 @@ int Kvm::tdx_check_accept_level(int v, uint64_t gfn, const tdx::EptExit& info) {
 
 int Kvm::kvm_mmu_do_page_fault(int v, uint64_t gfn, int max_level, bool leave_mapped) {
   const uint64_t mmu_seq = mmu_invalidate_seq_;
-  if (!attr_private_[gfn]) return -kEFAULT;  // private fault on a shared GFN: KVM_EXIT_MEMORY_FAULT
+  if (attr_shared_[gfn]) return -kEFAULT;  // private fault on a shared GFN: KVM_EXIT_MEMORY_FAULT
   uint64_t pfn;
   int folio_level;
   // kvm_gmem_populate (INIT_MEM_REGION) faults with the invalidate lock already held.
