@@ -197,7 +197,8 @@ void Kvm::filemap_invalidate_lock(bool exclusive) {
   RwLock& l = gmem_invalidate_lock_;
   auto ready = [&] { return !l.writer && (!exclusive || !l.readers); };
   const int me = env_->actor() + 1;
-  auto take = [&] {
+  // By value but for the lock: small enough for std::function's inline storage (no malloc).
+  auto take = [&l, exclusive, me] {
     if (!exclusive) return void(l.readers++);
     l.writer = true;
     l.writer_actor = me;
