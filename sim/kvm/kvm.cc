@@ -131,7 +131,8 @@ Kvm::~Kvm() {
   module_.set_hooks(nullptr);
   // Only slots below sp_next_ were ever used: clear those and keep the registry for the next
   // VM on this thread, instead of destroying and zeroing thousands of empty slots per run.
-  for (uint64_t i = 1; i < sp_next_ && i < sps_.size(); i++) sps_[i].reset();
+  for (uint64_t i = 1; i < sp_next_ && i < sps_.size(); i++)
+    if (sps_[i]) recycle_sp(std::move(sps_[i]));
   auto& spare = spare_sps();
   if (spare.empty()) spare.swap(sps_);
 }

@@ -92,7 +92,10 @@ struct KvmMmuPage {
   uint64_t external_spt = 0;  // HPA of the page given to the TDX module (0: root, or consumed)
   bool external_spt_leaked = false;
   std::array<std::atomic<uint64_t>, 512> spt;
-  KvmMmuPage() {
+  KvmMmuPage() { clear(); }
+  // As new: tdp_mmu_alloc_sp reuses freed pages (see Kvm::new_sp).
+  void clear() {
+    level = 0, gfn = 0, external_spt = 0, external_spt_leaked = false;
     for (auto& s : spt) s.store(kShadowNonpresent, std::memory_order_relaxed);
   }
 };
@@ -275,6 +278,10 @@ class Kvm : public tdx::Hooks {
                               uint64_t sp_index, bool shared);
   int kvm_split_cross_boundary_leafs(uint64_t start, uint64_t end, bool shared);
   uint64_t tdp_mmu_alloc_sp(int level, uint64_t gfn, bool with_external_spt);
+  // A cleared page table, from this thread's freed ones when it has any (no malloc of 4K);
+  // recycle_sp gives one back.
+  static std::unique_ptr<KvmMmuPage> new_sp();
+  static void recycle_sp(std::unique_ptr<KvmMmuPage> p);
   void tdp_mmu_free_sp(uint64_t index);
   void zap_root_at_teardown();
   template <typename F>

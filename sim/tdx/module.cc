@@ -24,6 +24,21 @@ bool sept_lock_acquire_host(std::atomic<uint64_t>& slot, SeptEntry* seen) {
   }
 }
 
+namespace {
+// This thread's freed S-EPT pages, reused by new_sept_page instead of a 4K malloc and free.
+std::vector<std::unique_ptr<SeptPage>>& spare_sept_pages() {
+  thread_local std::vector<std::unique_ptr<SeptPage>> spare;
+  return spare;
+}
+void recycle(std::unique_ptr<SeptPage>& p) {
+  auto& spare = spare_sept_pages();
+  if (spare.size() < 64)  // bounded: the rest is freed
+    spare.push_back(std::move(p));
+  else
+    p.reset();
+}
+}  // namespace
+
 Module::Module(host::HostPages& host, Options opts, Hooks* hooks)
     : host_(host),
       opts_(opts),
@@ -66,7 +81,7 @@ void Module::reset(const Options& opts, Hooks* hooks) {
     if (sept_touched_[b].load(std::memory_order_relaxed)) {
       std::unique_ptr<SeptPage>* const sept = sept_pages_.data();
       for (uint64_t i = first; i < end; i++)
-        if (sept[i]) sept[i].reset();
+        if (sept[i]) recycle(sept[i]);
       sept_touched_[b].store(0, std::memory_order_relaxed);
     }
     renew(pamt2m_[b]);
@@ -83,12 +98,20 @@ SeptPage* Module::new_sept_page(uint64_t hpa) {
   touched_[i >> 9].store(1, std::memory_order_relaxed);
   sept_touched_[i >> 9].store(1, std::memory_order_relaxed);
   auto& p = sept_pages_[i];
-  p = std::make_unique<SeptPage>();
+  auto& spare = spare_sept_pages();
+  if (spare.empty()) {
+    p = std::make_unique<SeptPage>();
+  } else {
+    p = std::move(spare.back());
+    spare.pop_back();
+    for (auto& x : p->e) x.store(0, std::memory_order_relaxed);  // as SeptPage() leaves it
+  }
   return p.get();
 }
 
 void Module::free_sept_page(uint64_t hpa) {
-  sept_pages_[(hpa >> host::kPageShift) - base_].reset();
+  auto& p = sept_pages_[(hpa >> host::kPageShift) - base_];
+  if (p) recycle(p);
 }
 
 // tracked(B) := B < E-1 || (B == E-1 && REFCOUNT[B&1] == 0)  (§3, helpers.h is_tlb_tracked)
