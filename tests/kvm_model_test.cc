@@ -158,3 +158,47 @@ TEST(KvmHooks, ObserverSeesCallsUnlessItSaysItDoesNot) {
 }
 
 }  // namespace
+
+namespace {
+void expect_as_new(const kvm::KvmMmuPage& p) {
+  EXPECT_EQ(p.level, 0);
+  EXPECT_EQ(p.gfn, 0u);
+  EXPECT_EQ(p.external_spt, 0u);
+  EXPECT_FALSE(p.external_spt_leaked);
+  for (const auto& s : p.spt) ASSERT_EQ(s.load(), kvm::kShadowNonpresent);
+}
+}  // namespace
+
+// tdp_mmu_alloc_sp reuses freed page tables after clear(): a cleared one must be a new one.
+TEST(KvmPageTables, ClearedPageIsAsNew) {
+  kvm::KvmMmuPage fresh;
+  expect_as_new(fresh);
+  kvm::KvmMmuPage used;
+  used.level = 2, used.gfn = 0x200, used.external_spt = 0x1234000, used.external_spt_leaked = true;
+  for (auto& s : used.spt) s.store(0x5a5a);
+  used.clear();
+  expect_as_new(used);
+}
+
+// A VM after one that mapped and tore down (its page tables recycled on this thread) starts
+// with tables as a fresh process would have them, and maps the same way.
+TEST(KvmPageTables, SecondVmOnRecycledTablesMapsAlike) {
+  std::vector<std::pair<uint64_t, uint64_t>> seen[2];
+  for (int run = 0; run < 2; run++) {
+    Stack s;
+    ASSERT_EQ(s.k.tdx_td_finalize(), 0);
+    const kvm::KvmMmuPage* root = s.k.sp(s.k.mirror_root());
+    EXPECT_EQ(root->level, kvm::kRootLevel);
+    for (size_t i = 0; i < root->spt.size(); i++)
+      ASSERT_EQ(root->spt[i].load(), kvm::kShadowNonpresent);
+    ASSERT_EQ(s.k.kvm_pre_fault_memory(0x0, 1), 0);
+    ASSERT_EQ(s.k.kvm_pre_fault_memory(0x205, 1), 0);
+    s.k.for_each_mirror_spte([&](uint64_t gfn, int level, uint64_t spte, bool leaf, uint64_t) {
+      seen[run].push_back({gfn | static_cast<uint64_t>(level) << 56, leaf ? spte : 0});
+    });
+    s.k.kvm_destroy_vm();
+    EXPECT_EQ(s.host.in_use(), 0u);
+  }
+  EXPECT_FALSE(seen[0].empty());
+  EXPECT_EQ(seen[0], seen[1]);
+}

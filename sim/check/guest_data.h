@@ -4,53 +4,64 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
-#include <vector>
 
 namespace check {
 
 class GuestDataModel {
  public:
-  explicit GuestDataModel(uint64_t gfns)
-      : accepted_(gfns, 0), value_(gfns, 0), shared_(gfns, 0), gen_(gfns, 0), flux_(gfns, 0) {}
+  // One executor builds one per run: a single zeroed array for the flags, and values left
+  // unset (a value is read only where accepted or shared is set, and both setters write it).
+  explicit GuestDataModel(uint64_t gfns) : page_(new Page[gfns]()), value_(new uint64_t[gfns]) {}
 
   // The guest accepted these pages: the ones it had not accepted read zero from now on.
   void accepted(uint64_t gfn, uint64_t count) {
-    for (uint64_t g = gfn; g < gfn + count; g++)
-      if (!accepted_[g] && !shared_[g] && !flux_[g]) accepted_[g] = 1, value_[g] = 0;
+    for (uint64_t g = gfn; g < gfn + count; g++) {
+      Page& p = page_[g];
+      if (!p.accepted && !p.shared && !p.flux) p.accepted = 1, value_[g] = 0;
+    }
   }
   // KVM_TDX_INIT_MEM_REGION loaded this page at build time: the guest starts with it accepted
   // (TDH.MEM.PAGE.ADD leaves it MAPPED), holding the measured content.
-  void loaded(uint64_t gfn, uint64_t v) { accepted_[gfn] = 1, value_[gfn] = v; }
+  void loaded(uint64_t gfn, uint64_t v) { page_[gfn].accepted = 1, value_[gfn] = v; }
   // The host starts taking these pages away (punch hole), or the guest's conversion starts:
   // until it is settled, an access may see the old data or none, and the model claims nothing.
   void unsettled(uint64_t gfn, uint64_t count) {
-    for (uint64_t g = gfn; g < gfn + count; g++)
-      flux_[g]++, accepted_[g] = 0, shared_[g] = 0, gen_[g]++;
+    for (uint64_t g = gfn; g < gfn + count; g++) {
+      Page& p = page_[g];
+      p.flux++, p.accepted = 0, p.shared = 0, p.gen++;
+    }
   }
   // Settled: the private data is gone (the page must be accepted again), or the page is now
   // shared and starts at zero.
   void settled(uint64_t gfn, uint64_t count, bool shared) {
-    for (uint64_t g = gfn; g < gfn + count; g++)
-      flux_[g]--, accepted_[g] = 0, shared_[g] = shared, value_[g] = 0, gen_[g]++;
+    for (uint64_t g = gfn; g < gfn + count; g++) {
+      Page& p = page_[g];
+      p.flux--, p.accepted = 0, p.shared = shared, value_[g] = 0, p.gen++;
+    }
   }
   void wrote(uint64_t gfn, uint64_t v) {
-    if ((accepted_[gfn] || shared_[gfn]) && !flux_[gfn]) value_[gfn] = v;
+    const Page& p = page_[gfn];
+    if ((p.accepted || p.shared) && !p.flux) value_[gfn] = v;
   }
   // What a read must return, when the model knows.
   std::optional<uint64_t> expected(uint64_t gfn) const {
-    if ((accepted_[gfn] || shared_[gfn]) && !flux_[gfn]) return value_[gfn];
+    const Page& p = page_[gfn];
+    if ((p.accepted || p.shared) && !p.flux) return value_[gfn];
     return std::nullopt;
   }
   // Changes whenever a page is unsettled or settled: a read spanning that may fail.
-  uint32_t generation(uint64_t gfn) const { return gen_[gfn]; }
+  uint32_t generation(uint64_t gfn) const { return page_[gfn].gen; }
 
  private:
-  std::vector<uint8_t> accepted_;
-  std::vector<uint64_t> value_;
-  std::vector<uint8_t> shared_;
-  std::vector<uint32_t> gen_;
-  std::vector<uint16_t> flux_;
+  struct Page {
+    uint32_t gen;
+    uint16_t flux;
+    uint8_t accepted, shared;
+  };
+  std::unique_ptr<Page[]> page_;
+  std::unique_ptr<uint64_t[]> value_;
 };
 
 }  // namespace check

@@ -36,11 +36,8 @@ std::string Result::text() const {
 Guest::Guest(kvm::Kvm& kvm)
     : kvm_(kvm),
       tlb_(kvm.nr_vcpus()),
-      // Zeroed: since C++20 std::atomic's default constructor value-initializes.
-      accepted_(new std::atomic<uint8_t>[kvm.memory_gfns()]),
-      gfns_(kvm.memory_gfns()) {
-  static_assert(__cpp_lib_atomic_value_initialization >= 201911L);
-}
+      accepted_(new std::atomic<uint8_t>[kvm.memory_gfns()]()),  // value-initialized: zero
+      gfns_(kvm.memory_gfns()) {}
 
 void Guest::forget(uint64_t gfn, uint64_t count) {
   std::lock_guard<std::mutex> l(mu_);

@@ -104,18 +104,14 @@ Kvm::Kvm(host::HostPages& host, tdx::Module& module, const Options& opts, int nv
       module_(module),
       opts_(opts),
       nr_gfns_(memory_gfns),
-      attr_private_(new std::atomic<uint8_t>[memory_gfns]),
-      lpage_(new std::atomic<uint32_t>[(memory_gfns + 511) / 512]),
+      attr_shared_(new std::atomic<uint8_t>[memory_gfns]()),  // value-initialized: all private
+      lpage_(new std::atomic<uint32_t>[(memory_gfns + 511) / 512]()),
       gmem_((memory_gfns + 511) / 512),
       vcpus_(nvcpus),
       kick_pending_(new std::atomic<bool>[nvcpus]),
       mode_(new std::atomic<bool>[nvcpus]),
       exits_(new std::atomic<uint64_t>[nvcpus]) {
   for (int v = 0; v < nvcpus; v++) kick_pending_[v] = false, mode_[v] = false, exits_[v] = 0;
-  // Relaxed: nothing else sees the arrays yet, and a seq_cst store is a locked exchange.
-  for (uint64_t g = 0; g < memory_gfns; g++) attr_private_[g].store(1, std::memory_order_relaxed);
-  for (uint64_t r = 0; r < (memory_gfns + 511) / 512; r++)
-    lpage_[r].store(0, std::memory_order_relaxed);
   // Page tables: at most one per host frame (each non-root table has its external page). The
   // registry is mostly empty slots: the previous VM's on this thread is reused (see ~Kvm).
   sps_.swap(spare_sps());
@@ -135,7 +131,8 @@ Kvm::~Kvm() {
   module_.set_hooks(nullptr);
   // Only slots below sp_next_ were ever used: clear those and keep the registry for the next
   // VM on this thread, instead of destroying and zeroing thousands of empty slots per run.
-  for (uint64_t i = 1; i < sp_next_ && i < sps_.size(); i++) sps_[i].reset();
+  for (uint64_t i = 1; i < sp_next_ && i < sps_.size(); i++)
+    if (sps_[i]) recycle_sp(std::move(sps_[i]));
   auto& spare = spare_sps();
   if (spare.empty()) spare.swap(sps_);
 }
@@ -263,7 +260,7 @@ void Kvm::recompute_lpage_mixed(uint64_t start, uint64_t end) {
   for (uint64_t r = start >> 9; r <= (end - 1) >> 9 && r < (nr_gfns_ + 511) / 512; r++) {
     bool mixed = false;
     const uint64_t lo = r << 9, hi = std::min<uint64_t>(lo + 512, nr_gfns_);
-    for (uint64_t g = lo + 1; g < hi && !mixed; g++) mixed = attr_private_[g] != attr_private_[lo];
+    for (uint64_t g = lo + 1; g < hi && !mixed; g++) mixed = attr_shared_[g] != attr_shared_[lo];
     if (mixed)
       lpage_[r] |= kLpageMixed;
     else

@@ -92,7 +92,10 @@ struct KvmMmuPage {
   uint64_t external_spt = 0;  // HPA of the page given to the TDX module (0: root, or consumed)
   bool external_spt_leaked = false;
   std::array<std::atomic<uint64_t>, 512> spt;
-  KvmMmuPage() {
+  KvmMmuPage() { clear(); }
+  // As new: tdp_mmu_alloc_sp reuses freed pages (see Kvm::new_sp).
+  void clear() {
+    level = 0, gfn = 0, external_spt = 0, external_spt_leaked = false;
     for (auto& s : spt) s.store(kShadowNonpresent, std::memory_order_relaxed);
   }
 };
@@ -166,7 +169,7 @@ class Kvm : public tdx::Hooks {
   bool hkid_assigned() const { return hkid_assigned_; }
   bool wait_for_sept_zap() const { return wait_for_sept_zap_.load(); }
   int64_t nr_premapped() const { return nr_premapped_; }
-  bool is_private(uint64_t gfn) const { return attr_private_[gfn].load(std::memory_order_relaxed); }
+  bool is_private(uint64_t gfn) const { return !attr_shared_[gfn].load(std::memory_order_relaxed); }
   uint32_t lpage_flags(uint64_t gfn) const {
     return lpage_[gfn >> 9].load(std::memory_order_relaxed);
   }
@@ -282,6 +285,10 @@ class Kvm : public tdx::Hooks {
                               uint64_t sp_index, bool shared);
   int kvm_split_cross_boundary_leafs(uint64_t start, uint64_t end, bool shared);
   uint64_t tdp_mmu_alloc_sp(int level, uint64_t gfn, bool with_external_spt);
+  // A cleared page table, from this thread's freed ones when it has any (no malloc of 4K);
+  // recycle_sp gives one back.
+  static std::unique_ptr<KvmMmuPage> new_sp();
+  static void recycle_sp(std::unique_ptr<KvmMmuPage> p);
   void tdp_mmu_free_sp(uint64_t index);
   void zap_root_at_teardown();
   template <typename F>
@@ -376,8 +383,8 @@ class Kvm : public tdx::Hooks {
   std::atomic<bool> slots_locked_{false};
   std::atomic<uint64_t> fail_allocs_{0};  // `nomem`: allocations still to fail
   // Read by faults without mmu_lock (KVM uses an xarray and lpage_info read under RCU/locks).
-  std::unique_ptr<std::atomic<uint8_t>[]> attr_private_;  // per GFN: 1 = private (initially all)
-  std::unique_ptr<std::atomic<uint32_t>[]> lpage_;        // per 2M range: MIXED / GUEST_INHIBIT
+  std::unique_ptr<std::atomic<uint8_t>[]> attr_shared_;  // per GFN: 1 = shared (zeroed: private)
+  std::unique_ptr<std::atomic<uint32_t>[]> lpage_;       // per 2M range: MIXED / GUEST_INHIBIT
   // guest_memfd: per 2M range, a 2M folio (head pfn) or per-GFN 4K folios.
   struct GmemRange {
     uint64_t huge_pfn = ~0ull;

@@ -1,6 +1,7 @@
 // The TDP MMU on the mirror root (arch/x86/kvm/mmu/tdp_mmu.c as the v2 series has it):
 // fault-path mapping under the read lock with the FROZEN protocol, write-lock updates,
 // removal of page tables, precise zap and the cross-boundary split (kvm-tdx.md §2.A-§2.C).
+#include "sim/host/recycle.h"
 #include "sim/kvm/kvm.h"
 
 #include "sim/host/rmw.h"
@@ -30,18 +31,40 @@ uint64_t Kvm::tdp_mmu_alloc_sp(int level, uint64_t gfn, bool with_external_spt) 
       index = sp_next_++;
     }
   }
-  sps_[index] = std::make_unique<KvmMmuPage>();
+  sps_[index] = new_sp();
   sps_[index]->level = level;
   sps_[index]->gfn = gfn;
   sps_[index]->external_spt = ext;
   return index;
 }
 
+namespace {
+std::vector<std::unique_ptr<KvmMmuPage>>& spare_pages() {
+  thread_local std::vector<std::unique_ptr<KvmMmuPage>> spare;  // each one cleared
+  return spare;
+}
+}  // namespace
+
+std::unique_ptr<KvmMmuPage> Kvm::new_sp() {
+  auto& spare = spare_pages();
+  if (spare.empty()) return std::make_unique<KvmMmuPage>();
+  std::unique_ptr<KvmMmuPage> p = std::move(spare.back());
+  spare.pop_back();
+  return p;
+}
+
+void Kvm::recycle_sp(std::unique_ptr<KvmMmuPage> p) {
+  auto& spare = spare_pages();
+  if (!p || spare.size() >= host::kRecycledTables) return;  // bounded: the rest is freed
+  p->clear();
+  spare.push_back(std::move(p));
+}
+
 // tdp_mmu_free_sp: the external_spt goes back to the host unless it was leaked on purpose.
 void Kvm::tdp_mmu_free_sp(uint64_t index) {
   KvmMmuPage* p = sps_[index].get();
   if (p->external_spt && !p->external_spt_leaked) host_.free(p->external_spt >> 12, 0);
-  sps_[index].reset();
+  recycle_sp(std::move(sps_[index]));
   std::lock_guard<std::mutex> l(sp_mu_);
   free_sp_slots_.push_back(index);
 }

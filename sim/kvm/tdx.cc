@@ -42,14 +42,26 @@ void Kvm::tdx_no_vcpus_enter_stop() {
 // actors interleave, each vCPU acknowledges at its next boundary (a vCPU inside a TDCALL or
 // TDH.VP.ENTER finishes it first) and the requester waits.
 void Kvm::kvm_make_all_cpus_request_outside_guest_mode() {
-  std::vector<std::pair<int, uint64_t>> targets;  // vCPU, its exit count when kicked
+  // vCPU, its exit count when kicked: on the stack for up to 8 vCPUs (what traces allow).
+  std::pair<int, uint64_t> fixed[8];
+  std::vector<std::pair<int, uint64_t>> more;
+  struct Targets {
+    std::pair<int, uint64_t>* at;
+    size_t n;
+    const std::pair<int, uint64_t>* begin() const { return at; }
+    const std::pair<int, uint64_t>* end() const { return at + n; }
+  } targets{fixed, 0};
+  if (nr_vcpus() > 8) {
+    more.resize(static_cast<size_t>(nr_vcpus()));
+    targets.at = more.data();
+  }
   for (int v = 0; v < nr_vcpus(); v++) {
     if (!mode_[v]) continue;
-    targets.push_back({v, exits_[v].load()});
+    targets.at[targets.n++] = {v, exits_[v].load()};
     vcpus_[v].kicks++;
     kick_pending_[v] = true;
   }
-  if (targets.empty()) return;
+  if (targets.n == 0) return;
   yield("kick");
   if (!env_->interleaved()) {
     for (auto [v, gen] : targets) vcpu_ack_kick(v);
@@ -58,8 +70,9 @@ void Kvm::kvm_make_all_cpus_request_outside_guest_mode() {
   env_->notify();
   // The IPI is acknowledged once the vCPU has been back in KVM since the request (it may
   // enter again: in a new epoch after TRACK, or not at all while wait_for_sept_zap is set).
-  auto all_out = [&] {
-    for (auto [v, gen] : targets)
+  // Two pointers: std::function keeps them inline, without a malloc.
+  auto all_out = [this, t = &targets] {
+    for (auto [v, gen] : *t)
       if (mode_[v] && exits_[v] == gen) return false;
     return true;
   };

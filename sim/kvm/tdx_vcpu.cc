@@ -138,7 +138,7 @@ int Kvm::tdx_check_accept_level(int v, uint64_t gfn, const tdx::EptExit& info) {
 
 int Kvm::kvm_mmu_do_page_fault(int v, uint64_t gfn, int max_level, bool leave_mapped) {
   const uint64_t mmu_seq = mmu_invalidate_seq_;
-  if (!attr_private_[gfn]) return -kEFAULT;  // private fault on a shared GFN: KVM_EXIT_MEMORY_FAULT
+  if (attr_shared_[gfn]) return -kEFAULT;  // private fault on a shared GFN: KVM_EXIT_MEMORY_FAULT
   uint64_t pfn;
   int folio_level;
   // kvm_gmem_populate (INIT_MEM_REGION) faults with the invalidate lock already held.
@@ -197,7 +197,8 @@ void Kvm::filemap_invalidate_lock(bool exclusive) {
   RwLock& l = gmem_invalidate_lock_;
   auto ready = [&] { return !l.writer && (!exclusive || !l.readers); };
   const int me = env_->actor() + 1;
-  auto take = [&] {
+  // By value but for the lock: small enough for std::function's inline storage (no malloc).
+  auto take = [&l, exclusive, me] {
     if (!exclusive) return void(l.readers++);
     l.writer = true;
     l.writer_actor = me;

@@ -13,7 +13,7 @@ int Kvm::tdx_init_mem_region(uint64_t gfn) {
   if (vm_dead_) return -kEIO;
   if (gfn >= nr_gfns_) return -kEINVAL;
   slots_lock();  // the state checks hold under it (kvm->lock in the kernel)
-  if (state_ == TdState::RUNNABLE || !attr_private_[gfn]) {
+  if (state_ == TdState::RUNNABLE || attr_shared_[gfn]) {
     slots_unlock();
     return -kEINVAL;
   }
@@ -157,7 +157,7 @@ int Kvm::kvm_vm_set_mem_attributes(uint64_t gfn, uint64_t count, bool to_private
   }
   // (to private: only shared mappings are zapped; the shared EPT is not modelled)
   if (r >= 0) {
-    for (uint64_t g = gfn; g < end; g++) attr_private_[g] = to_private;
+    for (uint64_t g = gfn; g < end; g++) attr_shared_[g] = !to_private;
     recompute_lpage_mixed(gfn, end);
   }
   kvm_mmu_invalidate_end();

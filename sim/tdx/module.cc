@@ -1,5 +1,6 @@
 // Module construction, PAMT, the common prologue and the SEAMCALL dispatcher.
 #include "sim/tdx/module.h"
+#include "sim/host/recycle.h"
 
 #include <algorithm>
 #include <cassert>
@@ -24,6 +25,21 @@ bool sept_lock_acquire_host(std::atomic<uint64_t>& slot, SeptEntry* seen) {
   }
 }
 
+namespace {
+// This thread's freed S-EPT pages, reused by new_sept_page instead of a 4K malloc and free.
+std::vector<std::unique_ptr<SeptPage>>& spare_sept_pages() {
+  thread_local std::vector<std::unique_ptr<SeptPage>> spare;
+  return spare;
+}
+void recycle(std::unique_ptr<SeptPage>& p) {
+  auto& spare = spare_sept_pages();
+  if (spare.size() < host::kRecycledTables)  // bounded: the rest is freed
+    spare.push_back(std::move(p));
+  else
+    p.reset();
+}
+}  // namespace
+
 Module::Module(host::HostPages& host, Options opts, Hooks* hooks)
     : host_(host),
       opts_(opts),
@@ -34,6 +50,7 @@ Module::Module(host::HostPages& host, Options opts, Hooks* hooks)
       pamt2m_((n_ + 511) >> 9),
       pamt1g_((n_ + (1u << 18) - 1) >> 18),
       touched_(new std::atomic<uint8_t>[pamt2m_.size()]()),
+      sept_touched_(new std::atomic<uint8_t>[pamt2m_.size()]()),
       sept_pages_(n_) {}
 
 Module::~Module() = default;
@@ -57,9 +74,16 @@ void Module::reset(const Options& opts, Hooks* hooks) {
       (void)pristine;
       continue;
     }
-    for (uint64_t i = first; i < end; i++) {
-      renew(pamt4k_[i]);
-      sept_pages_[i].reset();
+    // Two loops: the PAMT one has no calls in it, and only blocks that had S-EPT pages are
+    // scanned for them.
+    // The tables through locals: the byte stores would make the compiler reload them.
+    PamtEntry* const pamt = pamt4k_.data();
+    for (uint64_t i = first; i < end; i++) renew(pamt[i]);
+    if (sept_touched_[b].load(std::memory_order_relaxed)) {
+      std::unique_ptr<SeptPage>* const sept = sept_pages_.data();
+      for (uint64_t i = first; i < end; i++)
+        if (sept[i]) recycle(sept[i]);
+      sept_touched_[b].store(0, std::memory_order_relaxed);
     }
     renew(pamt2m_[b]);
     touched_[b].store(0, std::memory_order_relaxed);
@@ -73,13 +97,22 @@ void Module::reset(const Options& opts, Hooks* hooks) {
 SeptPage* Module::new_sept_page(uint64_t hpa) {
   const uint64_t i = (hpa >> host::kPageShift) - base_;
   touched_[i >> 9].store(1, std::memory_order_relaxed);
+  sept_touched_[i >> 9].store(1, std::memory_order_relaxed);
   auto& p = sept_pages_[i];
-  p = std::make_unique<SeptPage>();
+  auto& spare = spare_sept_pages();
+  if (spare.empty()) {
+    p = std::make_unique<SeptPage>();
+  } else {
+    p = std::move(spare.back());
+    spare.pop_back();
+    for (auto& x : p->e) x.store(0, std::memory_order_relaxed);  // as SeptPage() leaves it
+  }
   return p.get();
 }
 
 void Module::free_sept_page(uint64_t hpa) {
-  sept_pages_[(hpa >> host::kPageShift) - base_].reset();
+  auto& p = sept_pages_[(hpa >> host::kPageShift) - base_];
+  if (p) recycle(p);
 }
 
 // tracked(B) := B < E-1 || (B == E-1 && REFCOUNT[B&1] == 0)  (§3, helpers.h is_tlb_tracked)

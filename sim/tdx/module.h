@@ -329,8 +329,9 @@ class Module {
   uint64_t base_;
   uint64_t n_;
   std::vector<PamtEntry> pamt4k_, pamt2m_, pamt1g_;
-  std::unique_ptr<std::atomic<uint8_t>[]> touched_;    // by 2M block (set_pamt)
-  std::vector<std::unique_ptr<SeptPage>> sept_pages_;  // by frame
+  std::unique_ptr<std::atomic<uint8_t>[]> touched_;       // by 2M block (set_pamt)
+  std::unique_ptr<std::atomic<uint8_t>[]> sept_touched_;  // by 2M block: had an S-EPT page
+  std::vector<std::unique_ptr<SeptPage>> sept_pages_;     // by frame
   std::vector<std::unique_ptr<Td>> tds_;
   uint32_t next_hkid_ = 1;
   struct Injection {

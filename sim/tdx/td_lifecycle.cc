@@ -35,6 +35,7 @@ uint64_t Module::create_td(int nvcpus, BuildStage stage) {
   if (stage == BuildStage::kTdcsAdded) return tdr;
   t.op_state = OpState::INITIALIZED;  // TDH.MNG.INIT
   // TDH.VP.CREATE, TDH.VP.ADDCX, TDH.VP.INIT.
+  if (nvcpus > 0) t.vcpus.reserve(static_cast<size_t>(nvcpus));
   for (int i = 0; i < nvcpus; i++) {
     Vcpu v;
     v.tdvpr = take(PageType::TDVPR, tdr);

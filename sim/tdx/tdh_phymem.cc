@@ -69,7 +69,7 @@ Regs Module::tdh_phymem_page_reclaim(const Regs& in) {
     out.r8 = static_cast<uint64_t>(lvl);
     if (!is_tdr) host::rmw_sub(td->chldcnt, static_cast<int64_t>(level_pages(lvl)));
     // S-EPT pages, including the root (the frame is in the TDMR: checked above).
-    if (auto& sp = sept_pages_[off]) sp.reset();
+    if (sept_pages_[off]) free_sept_page(pfn << host::kPageShift);  // reused by new_sept_page
     set_pamt(p, lvl, pfn, PageType::NDA, 0);
     p.bepoch.store(0, std::memory_order_release);
     if (is_tdr) {

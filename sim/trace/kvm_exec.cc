@@ -110,11 +110,15 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
   // Each actor's lines in trace order, actors in order of their first line.
   void group_by_actor(std::vector<int>* order, std::vector<std::vector<size_t>>* lines,
                       size_t first = 0) const {
+    // Counted first, so that each actor's list is allocated once.
+    std::vector<int> actor(t_.stmts.size() - std::min(first, t_.stmts.size()));
+    size_t count[sched::kHostBase + 4] = {};
+    for (size_t i = 0; i < actor.size(); i++) count[actor[i] = stmt_actor(t_.stmts[first + i])]++;
     lines->assign(sched::kHostBase + 4, {});
-    for (size_t i = first; i < t_.stmts.size(); i++) {
-      const int a = stmt_actor(t_.stmts[i]);
-      if ((*lines)[a].empty()) order->push_back(a);
-      (*lines)[a].push_back(i);
+    for (size_t i = 0; i < actor.size(); i++) {
+      std::vector<size_t>& l = (*lines)[actor[i]];
+      if (l.empty()) order->push_back(actor[i]), l.reserve(count[actor[i]]);
+      l.push_back(first + i);
     }
   }
 
@@ -240,7 +244,7 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
   }
   void on_tlb_flush(const tdx::Td&, int vcpu) override {
     guest_.tlb_flush(vcpu);
-    log_.note("(vCPU " + std::to_string(vcpu) + " TLB flushed: new epoch)");
+    if (opts_.log) log_.note("(vCPU " + std::to_string(vcpu) + " TLB flushed: new epoch)");
   }
 
  private:
