@@ -240,8 +240,8 @@ void Kvm::handle_removed_pt(uint64_t index, bool shared) {
   tdp_mmu_free_sp(index);
 }
 
-[[gnu::always_inline]] void Kvm::remove_external_spte(uint64_t gfn, uint64_t old_spte, int level,
-                                                      int me) {
+[[gnu::always_inline]] inline void Kvm::remove_external_spte(uint64_t gfn, uint64_t old_spte,
+                                                             int level, int me) {
   if (!is_leaf(old_spte, level)) return;  // tables: free_external_spt
   lockdep_assert(LockNeed::kWrite, "remove_external_spte", me);
   int r = tdx_sept_remove_private_spte(gfn, level, spte_pfn(old_spte));
