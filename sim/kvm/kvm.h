@@ -313,27 +313,25 @@ class Kvm : public tdx::Hooks {
   void kvm_make_all_cpus_request_outside_guest_mode();
   void leave_guest_mode(int v);
   int tdx_check_accept_level(int v, uint64_t gfn, const tdx::EptExit& info);
-  tdx::Regs seamcall(tdx::Leaf leaf, uint64_t rcx, uint64_t rdx = 0, uint64_t r8 = 0,
-                     uint64_t r9 = 0) {
+  static tdx::Regs seamcall_regs(tdx::Leaf leaf, uint64_t rcx, uint64_t rdx, uint64_t r8,
+                                 uint64_t r9) {
     tdx::Regs in;
     in.rax = tdx::leaf_rax(leaf);
     in.rcx = rcx;
     in.rdx = rdx;
     in.r8 = r8;
     in.r9 = r9;
-    return module_.seamcall(in);
+    return in;
+  }
+  tdx::Regs seamcall(tdx::Leaf leaf, uint64_t rcx, uint64_t rdx = 0, uint64_t r8 = 0,
+                     uint64_t r9 = 0) {
+    return module_.seamcall(seamcall_regs(leaf, rcx, rdx, r8, r9));
   }
   // The same for a leaf fixed at the call site: the module's dispatch is resolved at compile
   // time (RECLAIM, once a page at teardown).
   template <tdx::Leaf L>
   tdx::Regs seamcall(uint64_t rcx, uint64_t rdx = 0, uint64_t r8 = 0, uint64_t r9 = 0) {
-    tdx::Regs in;
-    in.rax = tdx::leaf_rax(L);
-    in.rcx = rcx;
-    in.rdx = rdx;
-    in.r8 = r8;
-    in.r9 = r9;
-    return module_.seamcall<L>(in);
+    return module_.seamcall<L>(seamcall_regs(L, rcx, rdx, r8, r9));
   }
   // A SEAMCALL with KVM's retry rule: on BUSY, no-vCPUs-enter retry once (kvm-tdx.md §4).
   tdx::Regs seamcall_retry(tdx::Leaf leaf, uint64_t rcx, uint64_t rdx = 0, uint64_t r8 = 0);
