@@ -114,7 +114,7 @@ Kvm::Kvm(host::HostPages& host, tdx::Module& module, const Options& opts, int nv
   for (int v = 0; v < nvcpus; v++) kick_pending_[v] = false, mode_[v] = false, exits_[v] = 0;
   // Page tables: at most one per host frame (each non-root table has its external page). The
   // registry is mostly empty slots: the previous VM's on this thread is reused (see ~Kvm).
-  sps_.swap(spare_sps());
+  sps_.swap(thread_cache().registry);
   if (sps_.size() != host.npages() + 2) {
     sps_.clear();
     sps_.resize(host.npages() + 2);
@@ -133,13 +133,13 @@ Kvm::~Kvm() {
   // VM on this thread, instead of destroying and zeroing thousands of empty slots per run.
   for (uint64_t i = 1; i < sp_next_ && i < sps_.size(); i++)
     if (sps_[i]) recycle_sp(std::move(sps_[i]));
-  auto& spare = spare_sps();
+  auto& spare = thread_cache().registry;
   if (spare.empty()) spare.swap(sps_);
 }
 
-std::vector<std::unique_ptr<KvmMmuPage>>& Kvm::spare_sps() {
-  thread_local std::vector<std::unique_ptr<KvmMmuPage>> spare;
-  return spare;
+Kvm::ThreadCache& Kvm::thread_cache() {
+  thread_local ThreadCache cache;
+  return cache;
 }
 
 void Kvm::kvm_bug_on_fired(const char* function, const char* condition, uint64_t status,

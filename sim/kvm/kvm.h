@@ -151,15 +151,20 @@ class Kvm : public tdx::Hooks {
   tdx::Module& module() { return module_; }
   host::HostPages& host() { return host_; }
   uint64_t tdr() const { return tdr_; }
-  uint64_t tdvpr(int v) const {
+  // The module's vCPU v of this VM's TD; null once the TD is gone or for a v it lacks.
+  const tdx::Vcpu* module_vcpu(int v) const {
     const tdx::Td* td = module_.td_of(tdr_);
-    return td && v < static_cast<int>(td->vcpus.size()) ? td->vcpus[v].tdvpr : 0;
+    return td && v < static_cast<int>(td->vcpus.size()) ? &td->vcpus[v] : nullptr;
+  }
+  uint64_t tdvpr(int v) const {
+    const tdx::Vcpu* vc = module_vcpu(v);
+    return vc ? vc->tdvpr : 0;
   }
   int nr_vcpus() const { return static_cast<int>(vcpus_.size()); }
   // In guest mode = inside the TD between TDH.VP.ENTER and the TD exit (the module's view).
   bool vcpu_in_guest(int v) const {
-    const tdx::Td* td = module_.td_of(tdr_);
-    return td && v < static_cast<int>(td->vcpus.size()) && td->vcpus[v].in_td;
+    const tdx::Vcpu* vc = module_vcpu(v);
+    return vc && vc->in_td;
   }
   uint64_t vcpu_kicks(int v) const { return vcpus_[v].kicks; }
   uint64_t memory_gfns() const { return nr_gfns_; }
@@ -392,8 +397,14 @@ class Kvm : public tdx::Hooks {
   mutable std::mutex gmem_mu_;  // guest_memfd's own locking (filemap)
   // Registry of page tables, sized once so that lookups never race with growth; slots are
   // handed out under sp_mu_ (KVM allocates from per-vCPU caches).
-  std::vector<std::unique_ptr<KvmMmuPage>> sps_;                 // index 0 unused
-  static std::vector<std::unique_ptr<KvmMmuPage>>& spare_sps();  // this thread's, all empty
+  std::vector<std::unique_ptr<KvmMmuPage>> sps_;  // index 0 unused
+  // What a VM leaves to the next one on its thread (a fuzzer builds one VM per execution): its
+  // registry with every slot empty, and cleared page tables for new_sp.
+  struct ThreadCache {
+    std::vector<std::unique_ptr<KvmMmuPage>> registry;
+    std::vector<std::unique_ptr<KvmMmuPage>> tables;  // at most host::kRecycledTables
+  };
+  static ThreadCache& thread_cache();
   std::vector<uint64_t> free_sp_slots_;
   uint64_t sp_next_ = 1;
   std::mutex sp_mu_;

@@ -38,15 +38,8 @@ uint64_t Kvm::tdp_mmu_alloc_sp(int level, uint64_t gfn, bool with_external_spt) 
   return index;
 }
 
-namespace {
-std::vector<std::unique_ptr<KvmMmuPage>>& spare_pages() {
-  thread_local std::vector<std::unique_ptr<KvmMmuPage>> spare;  // each one cleared
-  return spare;
-}
-}  // namespace
-
 std::unique_ptr<KvmMmuPage> Kvm::new_sp() {
-  auto& spare = spare_pages();
+  auto& spare = thread_cache().tables;
   if (spare.empty()) return std::make_unique<KvmMmuPage>();
   std::unique_ptr<KvmMmuPage> p = std::move(spare.back());
   spare.pop_back();
@@ -54,7 +47,7 @@ std::unique_ptr<KvmMmuPage> Kvm::new_sp() {
 }
 
 void Kvm::recycle_sp(std::unique_ptr<KvmMmuPage> p) {
-  auto& spare = spare_pages();
+  auto& spare = thread_cache().tables;
   if (!p || spare.size() >= host::kRecycledTables) return;  // bounded: the rest is freed
   p->clear();
   spare.push_back(std::move(p));
