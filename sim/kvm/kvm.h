@@ -113,7 +113,7 @@ struct BugOn {
   std::string function, condition, status;  // status: decoded SEAMCALL status, when one caused it
 };
 
-class Kvm : public tdx::Hooks {
+class Kvm final : public tdx::Hooks {
  public:
   Kvm(host::HostPages& host, tdx::Module& module, const Options& opts, int nvcpus,
       uint64_t memory_gfns);

@@ -48,7 +48,7 @@ std::string yield_points_help();
 std::string actor_name(int id);            // "vcpu0", "host1"
 int parse_actor(const std::string& name);  // -1 when not an actor name
 
-class Scheduler : public Env {
+class Scheduler final : public Env {
  public:
   explicit Scheduler(const Schedule& s, uint64_t step_limit = 200000);
   ~Scheduler() override;
