@@ -171,6 +171,83 @@ TEST_F(ModuleCheck, FourKLeafLockedAfterAGoodOne) {
   EXPECT_EQ(v[0].detail, "GPA 0x401000 4K: TDEL set while quiescent");
 }
 
+// A demoted 2M leaf: 512 4K leaves over consecutive frames, the runs the 4K walk
+// (TdChecker::run8) and the PAMT pass (pamt_pass's group) take eight at a time. A fault
+// inside a run sends those eight to the entry-by-entry path: the findings are the same.
+class ModuleCheckSplit : public ModuleCheck {
+ protected:
+  static constexpr uint64_t kGpa = 0x200000;
+  void SetUp() override {
+    ModuleCheck::SetUp();
+    ASSERT_TRUE(exit(0));
+    ASSERT_STATUS(raw(Status::SUCCESS), block(kGpa, kLevel2M));
+    ASSERT_STATUS(raw(Status::SUCCESS), track());
+    ASSERT_STATUS(raw(Status::SUCCESS), demote(kGpa, kLevel2M));
+    hpa = entry(kGpa, kLevel4K).hpa(kLevel4K);
+    ASSERT_EQ(entry(kGpa + 13 * 0x1000, kLevel4K).hpa(kLevel4K), hpa + 13 * 0x1000);
+  }
+  std::atomic<uint64_t>& slot(int i) { return *m.walk(td(), kGpa + i * 0x1000, kLevel4K).slot; }
+  uint64_t hpa = 0;  // of the first 4K leaf
+};
+
+TEST_F(ModuleCheckSplit, CleanStateHasNoViolations) {
+  auto v = run_check();
+  EXPECT_TRUE(v.empty()) << dump(v);
+}
+
+TEST_F(ModuleCheckSplit, PageLostInsideARun) {
+  slot(13).store(0);
+  auto v = run_check();
+  ASSERT_EQ(v.size(), 1u) << dump(v);
+  EXPECT_EQ(v[0].detail,
+            "page " + host::hex(hpa + 13 * 0x1000) + " (REG) owned by the TD but not in its S-EPT");
+}
+
+TEST_F(ModuleCheckSplit, PageMappedTwiceInsideARun) {
+  slot(14).store(slot(13).load());
+  auto v = run_check();
+  ASSERT_EQ(v.size(), 2u) << dump(v);
+  EXPECT_EQ(v[0].detail, "GPA 0x20e000 4K: page " + host::hex(hpa + 13 * 0x1000) + " mapped twice");
+  EXPECT_EQ(v[1].detail,
+            "page " + host::hex(hpa + 14 * 0x1000) + " (REG) owned by the TD but not in its S-EPT");
+}
+
+TEST_F(ModuleCheckSplit, ForeignOwnerInsideARun) {
+  m.pamt_4k((hpa >> 12) + 13).owner = tdr + 0x1000;
+  auto v = run_check();
+  ASSERT_EQ(v.size(), 2u) << dump(v);
+  EXPECT_EQ(v[0].detail,
+            "GPA 0x20d000 4K: page " + host::hex(hpa + 13 * 0x1000) + " has PAMT REG at 4K");
+  EXPECT_EQ(v[1].site, "chldcnt");
+}
+
+TEST_F(ModuleCheckSplit, LockedEntryInsideARun) {
+  slot(13).fetch_or(kTdel);
+  auto v = run_check();
+  ASSERT_EQ(v.size(), 1u) << dump(v);
+  EXPECT_EQ(v[0].detail, "GPA 0x20d000 4K: TDEL set while quiescent");
+}
+
+TEST_F(ModuleCheckSplit, LedgerDisagreesInsideARun) {
+  host.transfer((hpa >> 12) + 13, 0, host::Use::kModule, host::Use::kReturned, "test");
+  auto v = run_check();
+  ASSERT_EQ(v.size(), 1u) << dump(v);
+  EXPECT_EQ(v[0].detail, "frame " + host::hex(hpa + 13 * 0x1000) +
+                             " is PAMT REG but host ledger says " +
+                             host::use_name(host::Use::kReturned));
+}
+
+TEST_F(ModuleCheckSplit, FrameHandedOverBesideTheRun) {
+  // An NDA frame the ledger gives the module, among NDA frames (scan_frames' quiet8).
+  const uint64_t pfn = hpa >> 12;
+  ASSERT_EQ(m.pamt_4k(pfn + 512 + 3).type, PageType::NDA);
+  host.transfer(pfn + 512 + 3, 0, host.use(pfn + 512 + 3), host::Use::kModule, "test");
+  auto v = run_check();
+  ASSERT_EQ(v.size(), 1u) << dump(v);
+  EXPECT_EQ(v[0].detail, "frame " + host::hex(hpa + (512 + 3) * 0x1000) +
+                             " handed to the module but not in its PAMT (lost)");
+}
+
 TEST_F(ModuleCheck, TableLinkedTwice) {
   // The 1G entry over 0x40000000 points at the 2M-level table that 0x0 already links.
   const SeptEntry table = entry(0x0, kLevel1G);
