@@ -228,6 +228,28 @@ TEST_F(ModuleCheckSplit, LockedEntryInsideARun) {
   EXPECT_EQ(v[0].detail, "GPA 0x20d000 4K: TDEL set while quiescent");
 }
 
+TEST_F(ModuleCheckSplit, RunOfFramesAlreadyReached) {
+  // Entries 16..23 map the eight frames entries 0..7 map: a run of its own, reached twice.
+  for (int j = 0; j < 8; j++) slot(16 + j).store(slot(j).load());
+  auto v = run_check();
+  ASSERT_EQ(v.size(), 16u) << dump(v);
+  for (int j = 0; j < 8; j++) {
+    EXPECT_EQ(v[j].detail, "GPA " + host::hex(kGpa + (16 + j) * 0x1000) + " 4K: page " +
+                               host::hex(hpa + j * 0x1000) + " mapped twice");
+    EXPECT_EQ(v[8 + j].detail, "page " + host::hex(hpa + (16 + j) * 0x1000) +
+                                   " (REG) owned by the TD but not in its S-EPT");
+  }
+}
+
+TEST_F(ModuleCheckSplit, WholeRunLocked) {
+  for (int j = 8; j < 16; j++) slot(j).fetch_or(kTdel);
+  auto v = run_check();
+  ASSERT_EQ(v.size(), 8u) << dump(v);
+  for (int j = 0; j < 8; j++)
+    EXPECT_EQ(v[j].detail,
+              "GPA " + host::hex(kGpa + (8 + j) * 0x1000) + " 4K: TDEL set while quiescent");
+}
+
 TEST_F(ModuleCheckSplit, LedgerDisagreesInsideARun) {
   host.transfer((hpa >> 12) + 13, 0, host::Use::kModule, host::Use::kReturned, "test");
   auto v = run_check();

@@ -179,6 +179,9 @@ class TdChecker {
     // The PAMT's 4K entries by frame offset from the pool's base (the PAMT's base too).
     const tdx::PamtEntry* const pamt = &m_.pamt_4k(seen.base_pfn);
     for (; i < 512; i++) {
+      if (!(i & 7))
+        while (i < 512 && run8(page, i, small_block, pamt, seen, tdr)) i += 8;
+      if (i == 512) break;
       const uint64_t raw = page.e[i].load(std::memory_order_relaxed);
       if (!raw) continue;
       const uint64_t off = ((raw & tdx::kHpaMask) >> 12) - seen.base_pfn;
@@ -412,6 +415,37 @@ class TdChecker {
       return (w & ~0xffu) == stamp ? w & 0xff : 0;
     }
   };
+  // fast_4k for the eight entries from `i` (a multiple of 8) when they map eight consecutive
+  // frames with the same bits otherwise (as a split leaves them; distinct frames, so none is
+  // reached twice within the eight) and each passes: returns true once they are marked reached.
+  // Tested without branches, all eight at once; on false nothing has changed.
+  [[gnu::always_inline]] static bool run8(const tdx::SeptPage& page, uint64_t i,
+                                          uint64_t small_block, const tdx::PamtEntry* pamt,
+                                          const Seen& seen, uint64_t tdr) {
+    const uint64_t raw = page.e[i].load(std::memory_order_relaxed);
+    const uint64_t off = ((raw & tdx::kHpaMask) >> 12) - seen.base_pfn;
+    const uint64_t lock_state = raw & (tdx::kTdel | 0xf);
+    // As in fast_4k, and the eighth frame in the same 2M block as the first.
+    if (lock_state - static_cast<uint64_t>(SeptState::MAPPED) >
+            static_cast<uint64_t>(SeptState::PENDING_BLOCKED) -
+                static_cast<uint64_t>(SeptState::MAPPED) ||
+        off >> 9 != small_block || (off & 511) > 511 - 7)
+      return false;
+    uint64_t bad = 0;
+    uint32_t nearest = ~0u;  // the smallest word ^ stamp: below 256 when a frame was reached
+    for (uint64_t j = 0; j < 8; j++) {
+      if (j) bad |= page.e[i + j].load(std::memory_order_relaxed) ^ (raw + (j << 12));
+      const tdx::PamtEntry& p = pamt[off + j];
+      bad |= static_cast<uint64_t>(p.type.load(std::memory_order_relaxed)) ^
+             static_cast<uint64_t>(PageType::REG);
+      bad |= p.owner.load(std::memory_order_relaxed) ^ tdr;
+      nearest = std::min(nearest, seen.word[off + j] ^ seen.stamp);
+    }
+    if (bad || nearest < 256) return false;
+    for (uint64_t j = 0; j < 8; j++) seen.word[off + j] = seen.stamp | 1;  // first reach
+    return true;
+  }
+
   Seen seen_;
   static thread_local SeenBuf seen_buf_;
 };
