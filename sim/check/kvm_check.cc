@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 
 #include "sim/check/module_check.h"
 
@@ -230,6 +231,9 @@ class MirrorWalk {
     const uint64_t base = h_.base_pfn(), npages = h_.npages(), gfn0 = p.gfn;
     int64_t leaves = *leaves_out;
     for (; i < 512; i++) {
+      if (!(i & 7))
+        while (i < 512 && run8<kOwner>(p, s, i, gen, stamp, mark_gfn)) i += 8, leaves += 8;
+      if (i == 512) break;
       const uint64_t spte = p.spt[i].load(std::memory_order_relaxed);
       const uint64_t raw = s.e[i].load(std::memory_order_relaxed);
       const tdx::SeptState st = tdx::SeptEntry{raw}.state();
@@ -252,6 +256,40 @@ class MirrorWalk {
     }
     *leaves_out = leaves;
     return i;
+  }
+
+  // fast_4k for the eight entries from `i` (a multiple of 8) when their S-EPT twins map eight
+  // consecutive frames with the same bits otherwise (as a split leaves them; distinct frames,
+  // so none is marked twice within the eight) and each passes: returns true once they are
+  // marked. Tested without branches, all eight at once; on false nothing has changed.
+  template <bool kOwner>
+  [[gnu::always_inline]] bool run8(const kvm::KvmMmuPage& p, const tdx::SeptPage& s, uint64_t i,
+                                   uint32_t gen, uint32_t* stamp, uint64_t* mark_gfn) const {
+    const uint64_t raw = s.e[i].load(std::memory_order_relaxed);
+    const tdx::SeptState st = tdx::SeptEntry{raw}.state();
+    if (st != tdx::SeptState::MAPPED && st != tdx::SeptState::PENDING) return false;
+    const uint64_t f = ((raw & tdx::kHpaMask) >> 12) - h_.base_pfn();
+    if (kOwner && (f >= h_.npages() || h_.npages() - f < 8)) return false;
+    // The SPTEs too are consecutive, with the same bits otherwise: the first one's tests hold
+    // for all.
+    const uint64_t spte = p.spt[i].load(std::memory_order_relaxed);
+    uint64_t bad = ((raw ^ spte) & tdx::kHpaMask) | (~spte & kvm::kSptePresent);
+    for (uint64_t j = 1; j < 8; j++) {
+      bad |= s.e[i + j].load(std::memory_order_relaxed) ^ (raw + (j << 12));
+      bad |= p.spt[i + j].load(std::memory_order_relaxed) ^ (spte + (j << 12));
+    }
+    if (kOwner) {
+      // No frame free (kFree is 0: the has-a-zero-byte test) and none marked already.
+      static_assert(static_cast<int>(host::Use::kFree) == 0 && sizeof(host::Use) == 1);
+      uint64_t uses;
+      std::memcpy(&uses, h_.uses() + f, 8);
+      bad |= (uses - 0x0101010101010101ull) & ~uses & 0x8080808080808080ull;
+      uint32_t nearest = ~0u;  // the smallest stamp ^ gen: 0 when a frame is marked
+      for (uint64_t j = 0; j < 8; j++) nearest = std::min(nearest, stamp[f + j] ^ gen);
+      if (bad || !nearest) return false;
+      for (uint64_t j = 0; j < 8; j++) stamp[f + j] = gen, mark_gfn[f + j] = p.gfn + i + j;
+    }
+    return !bad;
   }
 
   // Entry `i` of visit_4k's tables.
