@@ -136,19 +136,31 @@ class MirrorWalk {
              const std::atomic<uint64_t>* stop, int stop_level) {
     if (p && s && sept_ && !stop && l == tdx::kLevel4K && p->level == kvm::kPg4K)
       return visit_4k(*p, *s, gpa_base);
-    for (uint64_t c = 0; c < 512; c += 8) {
-      if (chunk_empty(p, sept_ ? s : nullptr, c)) continue;
+    for (uint64_t c = 0;; c += 8) {
+      c = next_chunk(p, sept_ ? s : nullptr, c);  // sept_ may have changed
+      if (c == 512) break;
       for (uint64_t i = c; i < c + 8; i++) visit_entry(p, s, l, gpa_base, stop, stop_level, i);
     }
   }
 
-  // Upper tables are mostly empty: eight entries at a time, whether none is present in the
-  // mirror (null: no table) and all are FREE in the S-EPT (null: none compared).
-  static bool chunk_empty(const kvm::KvmMmuPage* p, const tdx::SeptPage* s, uint64_t c) {
-    uint64_t sptes = 0, entries = 0;
-    if (p) sptes = or8(&p->spt[c]);
-    if (s) entries = or8(&s->e[c]);
-    return !kvm::is_shadow_present(sptes) && !(entries & 0xf);
+  // Upper tables are mostly empty: eight entries at a time, the first chunk from `c` on (or
+  // 512) where an entry is present in the mirror (null: no table) or not FREE in the S-EPT
+  // (null: none compared). One loop for each pair of tables, so that it keeps to registers.
+  static uint64_t next_chunk(const kvm::KvmMmuPage* p, const tdx::SeptPage* s, uint64_t c) {
+    if (p && s) return scan_chunks<true, true>(p, s, c);
+    if (p) return scan_chunks<true, false>(p, s, c);
+    if (s) return scan_chunks<false, true>(p, s, c);
+    return 512;
+  }
+  template <bool kMirror, bool kSept>
+  static uint64_t scan_chunks(const kvm::KvmMmuPage* p, const tdx::SeptPage* s, uint64_t c) {
+    for (; c < 512; c += 8) {
+      uint64_t sptes = 0, entries = 0;
+      if (kMirror) sptes = or8(&p->spt[c]);
+      if (kSept) entries = or8(&s->e[c]);
+      if (kvm::is_shadow_present(sptes) || (entries & 0xf)) break;
+    }
+    return c;
   }
   static uint64_t or8(const std::atomic<uint64_t>* q) {
     uint64_t v = 0;
