@@ -328,8 +328,12 @@ class TdChecker {
         bad |= static_cast<uint64_t>(p[j].type.load(std::memory_order_relaxed)) ^
                static_cast<uint64_t>(PageType::REG);
         bad |= p[j].owner.load(std::memory_order_relaxed) ^ tdr;
-        if (kHost) bad |= static_cast<uint64_t>(use[j]) ^ static_cast<uint64_t>(host::Use::kModule);
         if (kCoverage) count = std::max(count, word[j] - stamp1);
+      }
+      if (kHost) {  // eight ledger bytes at once
+        uint64_t uses;
+        std::memcpy(&uses, use, 8);
+        bad |= uses ^ 0x0101010101010101ull * static_cast<uint8_t>(host::Use::kModule);
       }
       // seen.reached() != 0 for each: its word is this check's, with a count in [1, 255].
       if (bad || count >= 255) return false;
