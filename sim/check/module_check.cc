@@ -196,9 +196,9 @@ class TdChecker {
       const tdx::PamtEntry& p = pamt[off];
       uint32_t& w = seen.word[off];
       if (p.type.load(std::memory_order_relaxed) != PageType::REG ||
-          p.owner.load(std::memory_order_relaxed) != tdr || (w & ~0xffu) == seen.stamp)
+          p.owner.load(std::memory_order_relaxed) != tdr || (w & ~Seen::kNotGen) == seen.stamp)
         break;
-      w = seen.stamp | 1;  // seen.reach(): first reach
+      w = seen.stamp | Seen::kPamtOk | 1;  // seen.reach(): first reach, PAMT found right
     }
     return i;
   }
@@ -320,20 +320,30 @@ class TdChecker {
     // reached by the tree. Tested without branches, all eight at once.
     const uint32_t stamp1 = seen.stamp + 1;
     auto group = [&](uint64_t pfn, const tdx::PamtEntry* p, const host::Use* use) {
-      if (p[0].type.load(std::memory_order_relaxed) != PageType::REG) return false;
       const uint32_t* const word = seen.word + (pfn - seen.base_pfn);
       uint64_t bad = 0;
+      if (kHost) {  // eight ledger bytes at once
+        uint64_t uses;
+        std::memcpy(&uses, use, 8);
+        bad |= uses ^ 0x0101010101010101ull * static_cast<uint8_t>(host::Use::kModule);
+      }
+      if (kCoverage) {
+        // Reached once each, by the 4K walk's fast path, which found the PAMT entry REG and
+        // this TD's (Seen::kPamtOk; nothing has changed it since): nothing more to read.
+        uint32_t other = 0;
+        for (int j = 0; j < 8; j++) other |= word[j] ^ (seen.stamp | Seen::kPamtOk | 1);
+        if (!(bad | other)) {
+          expected += 8;
+          return true;
+        }
+      }
+      if (p[0].type.load(std::memory_order_relaxed) != PageType::REG) return false;
       uint32_t count = 0;  // the largest word - stamp - 1
       for (int j = 0; j < 8; j++) {
         bad |= static_cast<uint64_t>(p[j].type.load(std::memory_order_relaxed)) ^
                static_cast<uint64_t>(PageType::REG);
         bad |= p[j].owner.load(std::memory_order_relaxed) ^ tdr;
-        if (kCoverage) count = std::max(count, word[j] - stamp1);
-      }
-      if (kHost) {  // eight ledger bytes at once
-        uint64_t uses;
-        std::memcpy(&uses, use, 8);
-        bad |= uses ^ 0x0101010101010101ull * static_cast<uint8_t>(host::Use::kModule);
+        if (kCoverage) count = std::max(count, (word[j] & ~Seen::kPamtOk) - stamp1);
       }
       // seen.reached() != 0 for each: its word is this check's, with a count in [1, 255].
       if (bad || count >= 255) return false;
@@ -390,16 +400,18 @@ class TdChecker {
   bool quiescent_;
   Violations* out_;
   // How many times the tree reached each frame (wrapping like the byte counter it replaced), by
-  // offset in the host pool, in the low byte of a word whose upper bits are the check's
+  // offset in the host pool, in the low byte of a word whose bits 30:8 are the check's
   // generation: a count from an older check reads as zero, so no check clears or scans the pool
   // and a check costs what the tree holds. Words, not bytes: byte stores alias everything and
-  // would make the walk reload its state after each one.
+  // would make the walk reload its state after each one. Bit 31 (Seen::kPamtOk) is set by the
+  // 4K walk's fast path on a first reach, whose PAMT entry it found REG and this TD's; any
+  // later reach clears it.
   struct SeenBuf {
     std::vector<uint32_t> word;
-    uint32_t gen = 0;  // 24 bits
+    uint32_t gen = 0;  // 23 bits
     void begin(uint64_t npages) {
       if (word.size() < npages) word.resize(npages, 0);
-      if (++gen == 1u << 24) std::fill(word.begin(), word.end(), 0), gen = 1;
+      if (++gen == 1u << 23) std::fill(word.begin(), word.end(), 0), gen = 1;
     }
   };
   // Copied into a local by the hot loops: a store to a word could alias the member.
@@ -407,16 +419,18 @@ class TdChecker {
     uint64_t base_pfn = 0;
     uint32_t* word = nullptr;
     uint32_t stamp = 0;  // gen << 8
+    static constexpr uint32_t kPamtOk = 1u << 31;
+    static constexpr uint32_t kNotGen = kPamtOk | 0xff;  // the bits that are not the generation
     // Counts one more reach of `pfn`; returns the count before it.
     uint8_t reach(uint64_t pfn) const {
       uint32_t& w = word[pfn - base_pfn];
-      const uint8_t n = (w & ~0xffu) == stamp ? w & 0xff : 0;
+      const uint8_t n = (w & ~kNotGen) == stamp ? w & 0xff : 0;
       w = stamp | static_cast<uint8_t>(n + 1);
       return n;
     }
     uint8_t reached(uint64_t pfn) const {
       const uint32_t w = word[pfn - base_pfn];
-      return (w & ~0xffu) == stamp ? w & 0xff : 0;
+      return (w & ~kNotGen) == stamp ? w & 0xff : 0;
     }
   };
   // fast_4k for the eight entries from `i` (a multiple of 8) when they map eight consecutive
@@ -436,17 +450,17 @@ class TdChecker {
         off >> 9 != small_block || (off & 511) > 511 - 7)
       return false;
     uint64_t bad = 0;
-    uint32_t nearest = ~0u;  // the smallest word ^ stamp: below 256 when a frame was reached
+    uint32_t nearest = ~0u;  // the smallest word ^ stamp, kPamtOk aside: below 256 if reached
     for (uint64_t j = 0; j < 8; j++) {
       if (j) bad |= page.e[i + j].load(std::memory_order_relaxed) ^ (raw + (j << 12));
       const tdx::PamtEntry& p = pamt[off + j];
       bad |= static_cast<uint64_t>(p.type.load(std::memory_order_relaxed)) ^
              static_cast<uint64_t>(PageType::REG);
       bad |= p.owner.load(std::memory_order_relaxed) ^ tdr;
-      nearest = std::min(nearest, seen.word[off + j] ^ seen.stamp);
+      nearest = std::min(nearest, (seen.word[off + j] & ~Seen::kPamtOk) ^ seen.stamp);
     }
     if (bad || nearest < 256) return false;
-    for (uint64_t j = 0; j < 8; j++) seen.word[off + j] = seen.stamp | 1;  // first reach
+    for (uint64_t j = 0; j < 8; j++) seen.word[off + j] = seen.stamp | Seen::kPamtOk | 1;
     return true;
   }
 
