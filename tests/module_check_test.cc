@@ -93,6 +93,24 @@ TEST_F(ModuleCheck, VcpuFromAncientEpochStillInGuest) {
   EXPECT_TRUE(has(run_check(), "epoch"));
 }
 
+// The epoch findings run mid-run too (check_epochs, texts built out of line): their texts.
+TEST_F(ModuleCheck, EpochFindingsText) {
+  const uint64_t e = td().td_epoch;
+  const uint64_t v = td().vcpus[0].epoch;
+  const uint32_t r = td().refcount[v & 1];
+  td().refcount[v & 1] += 1;
+  td().td_epoch += 2;
+  td().vcpus[1].epoch = e + 5;
+  auto v1 = run_check(/*quiescent=*/false);
+  ASSERT_EQ(v1.size(), 3u) << dump(v1);
+  EXPECT_EQ(v1[0].detail, "a vCPU in guest mode entered in epoch " + std::to_string(v) +
+                              ", TD_EPOCH is " + std::to_string(e + 2));
+  EXPECT_EQ(v1[1].detail,
+            "VCPU_EPOCH " + std::to_string(e + 5) + " > TD_EPOCH " + std::to_string(e + 2));
+  EXPECT_EQ(v1[2].detail, "REFCOUNT[" + std::to_string(v & 1) + "] = " + std::to_string(r + 1) +
+                              ", " + std::to_string(r) + " vCPUs in guest mode");
+}
+
 TEST_F(ModuleCheck, HostFreesAPageTheModuleOwns) {
   const uint64_t hpa = entry(0x400000, kLevel4K).hpa(kLevel4K);
   host.free(hpa >> 12, 0);  // refused by the ledger, and reported

@@ -132,6 +132,8 @@ class TdChecker {
     check_epochs();
     if (quiescent_) check_locks();
   }
+  // run() when not quiescent.
+  void run_midrun() { check_epochs(); }
 
  private:
   // Cold and out of line, like at(): the walk stays free of string code.
@@ -359,23 +361,30 @@ class TdChecker {
                              ") owned by the TD but not in its S-EPT");
   }
 
+  // It runs at every step: the findings' texts are built out of line.
   void check_epochs() {
     const uint64_t e = td_.td_epoch.load();
     uint32_t count[2] = {0, 0};
     for (auto& v : td_.vcpus) {
-      if (v.epoch > e)
-        fail("epoch", "VCPU_EPOCH " + std::to_string(v.epoch) + " > TD_EPOCH " + std::to_string(e));
+      if (v.epoch > e) epoch_ahead(v.epoch, e);
       if (!v.in_td) continue;
       count[v.epoch & 1]++;
-      if (v.epoch + 1 < e)
-        fail("epoch", "a vCPU in guest mode entered in epoch " + std::to_string(v.epoch) +
-                          ", TD_EPOCH is " + std::to_string(e));
+      if (v.epoch + 1 < e) epoch_stale(v.epoch, e);
     }
     for (int p = 0; p < 2; p++)
-      if (count[p] != td_.refcount[p].load())
-        fail("epoch", "REFCOUNT[" + std::to_string(p) +
-                          "] = " + std::to_string(td_.refcount[p].load()) + ", " +
-                          std::to_string(count[p]) + " vCPUs in guest mode");
+      if (count[p] != td_.refcount[p].load()) refcount_off(p, count[p]);
+  }
+  [[gnu::cold, gnu::noinline]] void epoch_ahead(uint64_t v, uint64_t e) {
+    fail("epoch", "VCPU_EPOCH " + std::to_string(v) + " > TD_EPOCH " + std::to_string(e));
+  }
+  [[gnu::cold, gnu::noinline]] void epoch_stale(uint64_t v, uint64_t e) {
+    fail("epoch", "a vCPU in guest mode entered in epoch " + std::to_string(v) + ", TD_EPOCH is " +
+                      std::to_string(e));
+  }
+  [[gnu::cold, gnu::noinline]] void refcount_off(int p, uint32_t n) {
+    fail("epoch", "REFCOUNT[" + std::to_string(p) +
+                      "] = " + std::to_string(td_.refcount[p].load()) + ", " + std::to_string(n) +
+                      " vCPUs in guest mode");
   }
 
   void check_locks() {
@@ -469,21 +478,31 @@ class TdChecker {
 };
 thread_local TdChecker::SeenBuf TdChecker::seen_buf_;
 
-}  // namespace
-
-void check_module(Module& m, bool quiescent, size_t* ledger_seen, Violations* out) {
+// check_module's quiescent part, before the ledger: out of line, so that the mid-run check
+// (at every step) stays small.
+[[gnu::noinline]] void check_quiescent(Module& m, Violations* out) {
   // PAMT against the host ledger (what the module owns, the host must have handed over),
   // reported after the per-TD findings. The frame scan that finds it is the one the first TD's
   // check makes anyway; with more TDs each makes its own (its pass needs its own tree's marks).
   Violations host;
   const auto& tds = m.tds();
-  if (quiescent && tds.empty())
+  if (tds.empty())
     scan_frames<true>(
         m, &host, [](uint64_t, const tdx::PamtEntry&, PageType, int) {},
         [](uint64_t, const tdx::PamtEntry*, const host::Use*) { return false; });
   for (size_t i = 0; i < tds.size(); i++)
-    TdChecker(m, *tds[i], quiescent, out).run(i == 0 ? &host : nullptr);
+    TdChecker(m, *tds[i], /*quiescent=*/true, out).run(i == 0 ? &host : nullptr);
   for (auto& v : host) out->push_back(std::move(v));
+}
+
+}  // namespace
+
+void check_module(Module& m, bool quiescent, size_t* ledger_seen, Violations* out) {
+  if (quiescent) {
+    check_quiescent(m, out);
+  } else {
+    for (auto& td : m.tds()) TdChecker(m, *td, /*quiescent=*/false, out).run_midrun();
+  }
   host::HostPages& h = m.host();
   const auto& lv = h.violations();
   for (size_t i = *ledger_seen; i < lv.size(); i++)
