@@ -296,9 +296,11 @@ class MirrorWalk {
       uint64_t uses;
       std::memcpy(&uses, h_.uses() + f, 8);
       bad |= (uses - 0x0101010101010101ull) & ~uses & 0x8080808080808080ull;
-      uint32_t nearest = ~0u;  // the smallest stamp ^ gen: 0 when a frame is marked
-      for (uint64_t j = 0; j < 8; j++) nearest = std::min(nearest, stamp[f + j] ^ gen);
-      if (bad || !nearest) return false;
+      // Bit 63: every stamp is below this check's generation (so none is marked yet). Stamps
+      // never exceed the current generation; one that did would only send the eight to fast_4k.
+      uint64_t older = ~0ull;
+      for (uint64_t j = 0; j < 8; j++) older &= uint64_t{stamp[f + j]} - gen;
+      if (bad || !(older >> 63)) return false;
       for (uint64_t j = 0; j < 8; j++) stamp[f + j] = gen, mark_gfn[f + j] = p.gfn + i + j;
     }
     return !bad;

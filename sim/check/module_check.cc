@@ -459,16 +459,20 @@ class TdChecker {
         off >> 9 != small_block || (off & 511) > 511 - 7)
       return false;
     uint64_t bad = 0;
-    uint32_t nearest = ~0u;  // the smallest word ^ stamp, kPamtOk aside: below 256 if reached
+    uint8_t types = 0;  // the PAMT types ^ REG, or'ed
+    // Bit 31: every word's generation is below this check's (so none was reached yet). The
+    // generations (bits 30:8) never exceed the current one; a word that did would only send
+    // the eight to fast_4k.
+    uint32_t older = ~0u;
     for (uint64_t j = 0; j < 8; j++) {
       if (j) bad |= page.e[i + j].load(std::memory_order_relaxed) ^ (raw + (j << 12));
       const tdx::PamtEntry& p = pamt[off + j];
-      bad |= static_cast<uint64_t>(p.type.load(std::memory_order_relaxed)) ^
-             static_cast<uint64_t>(PageType::REG);
+      types |= static_cast<uint8_t>(p.type.load(std::memory_order_relaxed)) ^
+               static_cast<uint8_t>(PageType::REG);
       bad |= p.owner.load(std::memory_order_relaxed) ^ tdr;
-      nearest = std::min(nearest, (seen.word[off + j] & ~Seen::kPamtOk) ^ seen.stamp);
+      older &= (seen.word[off + j] & ~Seen::kNotGen) - seen.stamp;
     }
-    if (bad || nearest < 256) return false;
+    if (bad || types || !(older >> 31)) return false;
     for (uint64_t j = 0; j < 8; j++) seen.word[off + j] = seen.stamp | Seen::kPamtOk | 1;
     return true;
   }
