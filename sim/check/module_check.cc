@@ -89,10 +89,10 @@ void scan_frames(Module& m, Violations* host, F&& leaf, G&& group) {
     }
     tdx::PamtEntry* const pamt = &m.pamt_4k(base);  // the block's 4K entries are contiguous
     // A block whose 4K entries are all NDA has no leaf, and nothing against the ledger unless
-    // a frame is the module's: found eight types and then the whole ledger block at a time.
+    // a frame is the module's: found 32 types and then the whole ledger block at a time.
     unsigned any_type = 0;
-    for (uint64_t i = 0; i < host::kPagesPer2M && !any_type; i += 8)
-      for (uint64_t j = i; j < i + 8; j++)
+    for (uint64_t i = 0; i < host::kPagesPer2M && !any_type; i += 32)
+      for (uint64_t j = i; j < i + 32; j++)
         any_type |= static_cast<unsigned>(pamt[j].type.load(std::memory_order_relaxed));
     if (!any_type &&
         (!kHost || !std::memchr(use, static_cast<int>(host::Use::kModule), host::kPagesPer2M)))
