@@ -152,13 +152,21 @@ class TdChecker {
     if (!page) return fail("sept-table", "table " + hex(table) + " is not an S-EPT page");
     if (level == tdx::kLevel4K) return walk_4k(*page, gpa_base);
     // The upper tables are mostly empty: eight all-zero entries are skipped at once.
-    for (uint64_t i = 0; i < 512; i += 8) {
-      const std::atomic<uint64_t>* const q = &page->e[i];
-      uint64_t any = 0;
-      for (int j = 0; j < 8; j++) any |= q[j].load(std::memory_order_relaxed);
-      if (any)
-        for (uint64_t j = i; j < i + 8; j++) check_entry(page->e[j], j, level, gpa_base);
+    for (uint64_t i = 0;; i += 8) {
+      i = next_chunk(*page, i);
+      if (i == 512) break;
+      for (uint64_t j = i; j < i + 8; j++) check_entry(page->e[j], j, level, gpa_base);
     }
+  }
+  // The first multiple of 8 from `i` (one) on whose eight entries are not all zero, or 512. A
+  // loop of its own, so that it keeps to registers.
+  static uint64_t next_chunk(const tdx::SeptPage& page, uint64_t i) {
+    for (; i < 512; i += 8) {
+      uint64_t any = 0;
+      for (int j = 0; j < 8; j++) any |= page.e[i + j].load(std::memory_order_relaxed);
+      if (any) break;
+    }
+    return i;
   }
 
   // A 4K table, where most entries are. The common entry, an unlocked leaf in a 2M block whose
