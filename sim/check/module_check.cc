@@ -39,6 +39,13 @@ bool block_pristine(Module& m, uint64_t pfn) {
                    "frame " + hex(pfn << 12) + " handed to the module but not in its PAMT (lost)"});
 }
 
+// Zero when eight ledger bytes are all kModule.
+inline uint64_t ledger8(const host::Use* use) {
+  uint64_t uses;
+  std::memcpy(&uses, use, 8);
+  return uses ^ 0x0101010101010101ull * static_cast<uint8_t>(host::Use::kModule);
+}
+
 // Whether eight 4K frames are all NDA and (kHost) none is the module's in the ledger: then
 // scan_frames has nothing to do for any of them.
 template <bool kHost>
@@ -60,11 +67,12 @@ bool quiet8(const tdx::PamtEntry* p, const host::Use* use) {
 // others are NDA at every PAMT level and free in the ledger, so no check can fail there):
 // with kHost, the PAMT-against-ledger violations into `host`, in frame order; and leaf(pfn,
 // entry, type, level) for each PAMT leaf (pamt_leaf) that is not NDA, at its head frame, in
-// frame order. Eight 4K frames at a time, group(pfn, entries, uses) may take the frames
-// instead: it returns true only when each is a leaf with nothing against the ledger and it has
-// done what leaf() would have done for each.
-template <bool kHost, typename F, typename G>
-void scan_frames(Module& m, Violations* host, F&& leaf, G&& group) {
+// frame order. Eight 4K frames at a time, run(base, entries, uses, g) and group(pfn, entries,
+// uses) may take the frames instead, only when each is a leaf with nothing against the ledger
+// and they have done what leaf() would have done for each: run takes the blocks' groups of
+// eight from `g` on while it can and returns where it stopped, group one group (true if taken).
+template <bool kHost, typename F, typename R, typename G>
+void scan_frames(Module& m, Violations* host, F&& leaf, R&& run, G&& group) {
   host::HostPages& h = m.host();
   const host::Use* const uses = h.uses();
   const uint64_t nblocks = h.npages() / host::kPagesPer2M;
@@ -98,6 +106,8 @@ void scan_frames(Module& m, Violations* host, F&& leaf, G&& group) {
         (!kHost || !std::memchr(use, static_cast<int>(host::Use::kModule), host::kPagesPer2M)))
       continue;
     for (uint64_t g = 0; g < host::kPagesPer2M; g += 8) {
+      g = run(base, pamt, use, g);
+      if (g == host::kPagesPer2M) break;
       if (group(base + g, pamt + g, use + g) || quiet8<kHost>(pamt + g, use + g)) continue;
       for (uint64_t i = g; i < g + 8; i++) {
         const PageType t = pamt[i].type.load(std::memory_order_relaxed);
@@ -326,27 +336,30 @@ class TdChecker {
       if (kCoverage && (t == PageType::REG || t == PageType::EPT) && !seen.reached(pfn))
         lost(pfn, t);
     };
-    // The common run: eight REG frames of this TD, each the module's in the ledger and
+    // Groups of eight frames reached once each, by the 4K walk's fast path, which found the
+    // PAMT entry REG and this TD's (Seen::kPamtOk; nothing has changed it since), and (kHost)
+    // the module's in the ledger: nothing more to read. A loop of its own, kept in registers.
+    auto run = [&](uint64_t base, const tdx::PamtEntry*, const host::Use* use, uint64_t g) {
+      if (!kCoverage) return g;
+      const uint32_t* const word = seen.word + (base - seen.base_pfn);
+      const uint32_t once = seen.stamp | Seen::kPamtOk | 1;
+      const uint64_t g0 = g;
+      for (; g < host::kPagesPer2M; g += 8) {
+        uint64_t bad = 0;
+        if (kHost) bad = ledger8(use + g);
+        uint32_t other = 0;
+        for (uint64_t j = g; j < g + 8; j++) other |= word[j] ^ once;
+        if (bad | other) break;
+      }
+      expected += static_cast<int64_t>(g - g0);
+      return g;
+    };
+    // The other common group: eight REG frames of this TD, each the module's in the ledger and
     // reached by the tree. Tested without branches, all eight at once.
     const uint32_t stamp1 = seen.stamp + 1;
     auto group = [&](uint64_t pfn, const tdx::PamtEntry* p, const host::Use* use) {
       const uint32_t* const word = seen.word + (pfn - seen.base_pfn);
-      uint64_t bad = 0;
-      if (kHost) {  // eight ledger bytes at once
-        uint64_t uses;
-        std::memcpy(&uses, use, 8);
-        bad |= uses ^ 0x0101010101010101ull * static_cast<uint8_t>(host::Use::kModule);
-      }
-      if (kCoverage) {
-        // Reached once each, by the 4K walk's fast path, which found the PAMT entry REG and
-        // this TD's (Seen::kPamtOk; nothing has changed it since): nothing more to read.
-        uint32_t other = 0;
-        for (int j = 0; j < 8; j++) other |= word[j] ^ (seen.stamp | Seen::kPamtOk | 1);
-        if (!(bad | other)) {
-          expected += 8;
-          return true;
-        }
-      }
+      uint64_t bad = kHost ? ledger8(use) : 0;
       if (p[0].type.load(std::memory_order_relaxed) != PageType::REG) return false;
       uint32_t count = 0;  // the largest word - stamp - 1
       for (int j = 0; j < 8; j++) {
@@ -360,7 +373,7 @@ class TdChecker {
       expected += 8;
       return true;
     };
-    scan_frames<kHost>(m_, host, leaf, group);
+    scan_frames<kHost>(m_, host, leaf, run, group);
     return expected;
   }
 
@@ -501,6 +514,7 @@ thread_local TdChecker::SeenBuf TdChecker::seen_buf_;
   if (tds.empty())
     scan_frames<true>(
         m, &host, [](uint64_t, const tdx::PamtEntry&, PageType, int) {},
+        [](uint64_t, const tdx::PamtEntry*, const host::Use*, uint64_t g) { return g; },
         [](uint64_t, const tdx::PamtEntry*, const host::Use*) { return false; });
   for (size_t i = 0; i < tds.size(); i++)
     TdChecker(m, *tds[i], /*quiescent=*/true, out).run(i == 0 ? &host : nullptr);
