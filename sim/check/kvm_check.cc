@@ -244,7 +244,8 @@ class MirrorWalk {
     int64_t leaves = *leaves_out;
     for (; i < 512; i++) {
       if (!(i & 7))
-        while (i < 512 && run8<kOwner>(p, s, i, gen, stamp, mark_gfn)) i += 8, leaves += 8;
+        while (i < 512 && run8<kOwner>(p, s, i, {use, base, npages, gfn0, gen, stamp, mark_gfn}))
+          i += 8, leaves += 8;
       if (i == 512) break;
       const uint64_t spte = p.spt[i].load(std::memory_order_relaxed);
       const uint64_t raw = s.e[i].load(std::memory_order_relaxed);
@@ -270,18 +271,27 @@ class MirrorWalk {
     return i;
   }
 
+  // fast_4k's locals, by value: run8's stores could alias members.
+  struct Fast4k {
+    const host::Use* use;
+    uint64_t base, npages, gfn0;
+    uint32_t gen;
+    uint32_t* stamp;
+    uint64_t* mark_gfn;
+  };
+
   // fast_4k for the eight entries from `i` (a multiple of 8) when their S-EPT twins map eight
   // consecutive frames with the same bits otherwise (as a split leaves them; distinct frames,
   // so none is marked twice within the eight) and each passes: returns true once they are
   // marked. Tested without branches, all eight at once; on false nothing has changed.
   template <bool kOwner>
-  [[gnu::always_inline]] bool run8(const kvm::KvmMmuPage& p, const tdx::SeptPage& s, uint64_t i,
-                                   uint32_t gen, uint32_t* stamp, uint64_t* mark_gfn) const {
+  [[gnu::always_inline]] static bool run8(const kvm::KvmMmuPage& p, const tdx::SeptPage& s,
+                                          uint64_t i, const Fast4k v) {
     const uint64_t raw = s.e[i].load(std::memory_order_relaxed);
     const tdx::SeptState st = tdx::SeptEntry{raw}.state();
     if (st != tdx::SeptState::MAPPED && st != tdx::SeptState::PENDING) return false;
-    const uint64_t f = ((raw & tdx::kHpaMask) >> 12) - h_.base_pfn();
-    if (kOwner && (f >= h_.npages() || h_.npages() - f < 8)) return false;
+    const uint64_t f = ((raw & tdx::kHpaMask) >> 12) - v.base;
+    if (kOwner && (f >= v.npages || v.npages - f < 8)) return false;
     // The SPTEs too are consecutive, with the same bits otherwise: the first one's tests hold
     // for all.
     const uint64_t spte = p.spt[i].load(std::memory_order_relaxed);
@@ -294,14 +304,14 @@ class MirrorWalk {
       // No frame free (kFree is 0: the has-a-zero-byte test) and none marked already.
       static_assert(static_cast<int>(host::Use::kFree) == 0 && sizeof(host::Use) == 1);
       uint64_t uses;
-      std::memcpy(&uses, h_.uses() + f, 8);
+      std::memcpy(&uses, v.use + f, 8);
       bad |= (uses - 0x0101010101010101ull) & ~uses & 0x8080808080808080ull;
       // Bit 63: every stamp is below this check's generation (so none is marked yet). Stamps
       // never exceed the current generation; one that did would only send the eight to fast_4k.
       uint64_t older = ~0ull;
-      for (uint64_t j = 0; j < 8; j++) older &= uint64_t{stamp[f + j]} - gen;
+      for (uint64_t j = 0; j < 8; j++) older &= uint64_t{v.stamp[f + j]} - v.gen;
       if (bad || !(older >> 63)) return false;
-      for (uint64_t j = 0; j < 8; j++) stamp[f + j] = gen, mark_gfn[f + j] = p.gfn + i + j;
+      for (uint64_t j = 0; j < 8; j++) v.stamp[f + j] = v.gen, v.mark_gfn[f + j] = v.gfn0 + i + j;
     }
     return !bad;
   }
