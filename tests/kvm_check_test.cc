@@ -149,6 +149,96 @@ TEST_F(KvmCheck, MirrorSeptComparesEvery4KEntry) {
   EXPECT_EQ(v[4].detail, "GFN 0x203 4K: S-EPT has MAPPED, the mirror nothing");
 }
 
+// After a split the 4K entries map consecutive frames: MirrorWalk::run8 takes them eight at a
+// time. Each test breaks a whole run of eight, the same way, so that only the run's own tests
+// can tell; the findings are those of the entry-by-entry path.
+TEST_F(KvmCheck, MirrorSeptRunWithTheWrongFrames) {
+  ASSERT_EQ(k.split_huge_page(0x3ff), 0);
+  for (int j = 0; j < 8; j++) {
+    auto& slot = sept_slot(0x208 + j, tdx::kLevel4K);
+    slot.store(slot.load() + (8 << 12));  // the frames of the next run
+  }
+  auto v = mirror_sept();
+  ASSERT_EQ(v.size(), 8u) << dump(v);
+  for (int j = 0; j < 8; j++) EXPECT_EQ(v[j].signature(), "mirror-sept leaf") << dump(v);
+}
+
+TEST_F(KvmCheck, MirrorSeptRunWithTheWrongState) {
+  ASSERT_EQ(k.split_huge_page(0x3ff), 0);
+  for (int j = 0; j < 8; j++) {
+    auto& slot = sept_slot(0x208 + j, tdx::kLevel4K);
+    slot.store(tdx::SeptEntry{slot.load()}.with_state(tdx::SeptState::BLOCKED).raw);
+  }
+  auto v = mirror_sept();
+  ASSERT_EQ(v.size(), 8u) << dump(v);
+  EXPECT_EQ(
+      v[0].detail,
+      "GFN 0x208 4K: mirror leaf PFN " +
+          host::hex(kvm::spte_pfn(mirror_spte(0x208, kvm::kPg4K).load())) + ", S-EPT BLOCKED HPA " +
+          host::hex(tdx::SeptEntry{sept_slot(0x208, tdx::kLevel4K).load()}.hpa(tdx::kLevel4K)));
+}
+
+TEST_F(KvmCheck, MirrorSeptRunNotPresentInTheMirror) {
+  ASSERT_EQ(k.split_huge_page(0x3ff), 0);
+  for (int j = 0; j < 8; j++) {
+    auto& spte = mirror_spte(0x208 + j, kvm::kPg4K);
+    spte.store(spte.load() & ~kvm::kSptePresent);
+  }
+  auto v = mirror_sept();
+  ASSERT_EQ(v.size(), 9u) << dump(v);
+  EXPECT_EQ(v[0].detail, "pages_4K is 512, the mirror has 504 leaves");
+  for (int j = 0; j < 8; j++)
+    EXPECT_EQ(v[1 + j].detail,
+              "GFN " + host::hex(0x208 + j) + " 4K: S-EPT has MAPPED, the mirror nothing");
+}
+
+TEST_F(KvmCheck, MirrorSeptOneEntryOfARunDiffers) {
+  // Entry 5 of a run points at its neighbour's frame: in the S-EPT, then in the mirror.
+  ASSERT_EQ(k.split_huge_page(0x3ff), 0);
+  auto& slot = sept_slot(0x20d, tdx::kLevel4K);
+  const uint64_t raw = slot.load();
+  slot.store(raw + (1 << 12));
+  auto v = mirror_sept();
+  ASSERT_EQ(v.size(), 1u) << dump(v);
+  EXPECT_EQ(v[0].signature(), "mirror-sept leaf");
+  slot.store(raw);
+  auto& spte = mirror_spte(0x20d, kvm::kPg4K);
+  spte.store(spte.load() + (1 << 12));
+  v = mirror_sept();
+  ASSERT_EQ(v.size(), 1u) << dump(v);
+  EXPECT_EQ(v[0].signature(), "mirror-sept leaf");
+}
+
+TEST_F(KvmCheck, PageOwnerRunOfFramesMappedTwice) {
+  // GFNs 0x210.. map the frames of GFNs 0x200.., in the mirror and the S-EPT alike.
+  ASSERT_EQ(k.split_huge_page(0x3ff), 0);
+  for (int j = 0; j < 8; j++) {
+    mirror_spte(0x210 + j, kvm::kPg4K).store(mirror_spte(0x200 + j, kvm::kPg4K).load());
+    sept_slot(0x210 + j, tdx::kLevel4K).store(sept_slot(0x200 + j, tdx::kLevel4K).load());
+  }
+  check::Violations owner;
+  for (auto& x : run())
+    if (x.property == "page-owner") owner.push_back(x);
+  ASSERT_EQ(owner.size(), 8u) << dump(owner);
+  for (int j = 0; j < 8; j++) {
+    const uint64_t pfn = kvm::spte_pfn(mirror_spte(0x200 + j, kvm::kPg4K).load());
+    EXPECT_EQ(owner[j].detail, "PFN " + host::hex(pfn) + " is mapped at GFN " +
+                                   host::hex(0x200 + j) + " and GFN " + host::hex(0x210 + j));
+  }
+}
+
+TEST_F(KvmCheck, PageOwnerFreedFrameInsideARun) {
+  ASSERT_EQ(k.split_huge_page(0x3ff), 0);
+  const uint64_t pfn = kvm::spte_pfn(mirror_spte(0x213, kvm::kPg4K).load());
+  host.transfer(pfn, 0, host::Use::kModule, host::Use::kHost, "test");
+  host.free(pfn, 0);
+  check::Violations owner;
+  for (auto& x : run())
+    if (x.property == "page-owner" && x.site == "mapped-free") owner.push_back(x);
+  ASSERT_EQ(owner.size(), 1u) << dump(owner);
+  EXPECT_EQ(owner[0].detail, "GFN 0x213 maps PFN " + host::hex(pfn) + ", which is free");
+}
+
 TEST_F(KvmCheck, MirrorSeptFallsBackWhenAMirrorTableIsOffItsPath) {
   // A 2M-level table whose GFN disagrees with where it hangs: the side-by-side walk cannot
   // pair it, and the reference's findings are the answer.

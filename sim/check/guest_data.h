@@ -3,7 +3,9 @@
 // the instant it happens (guest::Guest::Listener), so it stays exact under interleaving.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 
@@ -19,7 +21,7 @@ class GuestDataModel {
   void accepted(uint64_t gfn, uint64_t count) {
     for (uint64_t g = gfn; g < gfn + count; g++) {
       Page& p = page_[g];
-      if (!p.accepted && !p.shared && !p.flux) p.accepted = 1, value_[g] = 0;
+      if (untouched(p)) p.accepted = 1, value_[g] = 0;
     }
   }
   // KVM_TDX_INIT_MEM_REGION loaded this page at build time: the guest starts with it accepted
@@ -60,6 +62,14 @@ class GuestDataModel {
     uint16_t flux;
     uint8_t accepted, shared;
   };
+  // !accepted && !shared && !flux, as one load: the three are the four bytes after gen.
+  static bool untouched(const Page& p) {
+    static_assert(offsetof(Page, flux) == 4 && offsetof(Page, accepted) == 6 &&
+                  offsetof(Page, shared) == 7 && sizeof(Page) == 8);
+    uint32_t v;
+    std::memcpy(&v, reinterpret_cast<const char*>(&p) + offsetof(Page, flux), 4);
+    return !v;
+  }
   std::unique_ptr<Page[]> page_;
   std::unique_ptr<uint64_t[]> value_;
 };

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 
 #include "sim/check/module_check.h"
 
@@ -135,19 +136,31 @@ class MirrorWalk {
              const std::atomic<uint64_t>* stop, int stop_level) {
     if (p && s && sept_ && !stop && l == tdx::kLevel4K && p->level == kvm::kPg4K)
       return visit_4k(*p, *s, gpa_base);
-    for (uint64_t c = 0; c < 512; c += 8) {
-      if (chunk_empty(p, sept_ ? s : nullptr, c)) continue;
+    for (uint64_t c = 0;; c += 8) {
+      c = next_chunk(p, sept_ ? s : nullptr, c);  // sept_ may have changed
+      if (c == 512) break;
       for (uint64_t i = c; i < c + 8; i++) visit_entry(p, s, l, gpa_base, stop, stop_level, i);
     }
   }
 
-  // Upper tables are mostly empty: eight entries at a time, whether none is present in the
-  // mirror (null: no table) and all are FREE in the S-EPT (null: none compared).
-  static bool chunk_empty(const kvm::KvmMmuPage* p, const tdx::SeptPage* s, uint64_t c) {
-    uint64_t sptes = 0, entries = 0;
-    if (p) sptes = or8(&p->spt[c]);
-    if (s) entries = or8(&s->e[c]);
-    return !kvm::is_shadow_present(sptes) && !(entries & 0xf);
+  // Upper tables are mostly empty: eight entries at a time, the first chunk from `c` on (or
+  // 512) where an entry is present in the mirror (null: no table) or not FREE in the S-EPT
+  // (null: none compared). One loop for each pair of tables, so that it keeps to registers.
+  static uint64_t next_chunk(const kvm::KvmMmuPage* p, const tdx::SeptPage* s, uint64_t c) {
+    if (p && s) return scan_chunks<true, true>(p, s, c);
+    if (p) return scan_chunks<true, false>(p, s, c);
+    if (s) return scan_chunks<false, true>(p, s, c);
+    return 512;
+  }
+  template <bool kMirror, bool kSept>
+  static uint64_t scan_chunks(const kvm::KvmMmuPage* p, const tdx::SeptPage* s, uint64_t c) {
+    for (; c < 512; c += 8) {
+      uint64_t sptes = 0, entries = 0;
+      if (kMirror) sptes = or8(&p->spt[c]);
+      if (kSept) entries = or8(&s->e[c]);
+      if (kvm::is_shadow_present(sptes) || (entries & 0xf)) break;
+    }
+    return c;
   }
   static uint64_t or8(const std::atomic<uint64_t>* q) {
     uint64_t v = 0;
@@ -230,6 +243,10 @@ class MirrorWalk {
     const uint64_t base = h_.base_pfn(), npages = h_.npages(), gfn0 = p.gfn;
     int64_t leaves = *leaves_out;
     for (; i < 512; i++) {
+      if (!(i & 7))
+        while (i < 512 && run8<kOwner>(p, s, i, {use, base, npages, gfn0, gen, stamp, mark_gfn}))
+          i += 8, leaves += 8;
+      if (i == 512) break;
       const uint64_t spte = p.spt[i].load(std::memory_order_relaxed);
       const uint64_t raw = s.e[i].load(std::memory_order_relaxed);
       const tdx::SeptState st = tdx::SeptEntry{raw}.state();
@@ -252,6 +269,51 @@ class MirrorWalk {
     }
     *leaves_out = leaves;
     return i;
+  }
+
+  // fast_4k's locals, by value: run8's stores could alias members.
+  struct Fast4k {
+    const host::Use* use;
+    uint64_t base, npages, gfn0;
+    uint32_t gen;
+    uint32_t* stamp;
+    uint64_t* mark_gfn;
+  };
+
+  // fast_4k for the eight entries from `i` (a multiple of 8) when their S-EPT twins map eight
+  // consecutive frames with the same bits otherwise (as a split leaves them; distinct frames,
+  // so none is marked twice within the eight) and each passes: returns true once they are
+  // marked. Tested without branches, all eight at once; on false nothing has changed.
+  template <bool kOwner>
+  [[gnu::always_inline]] static bool run8(const kvm::KvmMmuPage& p, const tdx::SeptPage& s,
+                                          uint64_t i, const Fast4k v) {
+    const uint64_t raw = s.e[i].load(std::memory_order_relaxed);
+    const tdx::SeptState st = tdx::SeptEntry{raw}.state();
+    if (st != tdx::SeptState::MAPPED && st != tdx::SeptState::PENDING) return false;
+    const uint64_t f = ((raw & tdx::kHpaMask) >> 12) - v.base;
+    if (kOwner && (f >= v.npages || v.npages - f < 8)) return false;
+    // The SPTEs too are consecutive, with the same bits otherwise: the first one's tests hold
+    // for all.
+    const uint64_t spte = p.spt[i].load(std::memory_order_relaxed);
+    uint64_t bad = ((raw ^ spte) & tdx::kHpaMask) | (~spte & kvm::kSptePresent);
+    for (uint64_t j = 1; j < 8; j++) {
+      bad |= s.e[i + j].load(std::memory_order_relaxed) ^ (raw + (j << 12));
+      bad |= p.spt[i + j].load(std::memory_order_relaxed) ^ (spte + (j << 12));
+    }
+    if (kOwner) {
+      // No frame free (kFree is 0: the has-a-zero-byte test) and none marked already.
+      static_assert(static_cast<int>(host::Use::kFree) == 0 && sizeof(host::Use) == 1);
+      uint64_t uses;
+      std::memcpy(&uses, v.use + f, 8);
+      bad |= (uses - 0x0101010101010101ull) & ~uses & 0x8080808080808080ull;
+      // Bit 63: every stamp is below this check's generation (so none is marked yet). Stamps
+      // never exceed the current generation; one that did would only send the eight to fast_4k.
+      uint64_t older = ~0ull;
+      for (uint64_t j = 0; j < 8; j++) older &= uint64_t{v.stamp[f + j]} - v.gen;
+      if (bad || !(older >> 63)) return false;
+      for (uint64_t j = 0; j < 8; j++) v.stamp[f + j] = v.gen, v.mark_gfn[f + j] = v.gfn0 + i + j;
+    }
+    return !bad;
   }
 
   // Entry `i` of visit_4k's tables.

@@ -39,13 +39,40 @@ bool block_pristine(Module& m, uint64_t pfn) {
                    "frame " + hex(pfn << 12) + " handed to the module but not in its PAMT (lost)"});
 }
 
+// Zero when eight ledger bytes are all kModule.
+inline uint64_t ledger8(const host::Use* use) {
+  uint64_t uses;
+  std::memcpy(&uses, use, 8);
+  return uses ^ 0x0101010101010101ull * static_cast<uint8_t>(host::Use::kModule);
+}
+
+// Whether eight 4K frames are all NDA and (kHost) none is the module's in the ledger: then
+// scan_frames has nothing to do for any of them.
+template <bool kHost>
+bool quiet8(const tdx::PamtEntry* p, const host::Use* use) {
+  unsigned types = 0;
+  for (int j = 0; j < 8; j++)
+    types |= static_cast<unsigned>(p[j].type.load(std::memory_order_relaxed));
+  if (types) return false;
+  if (!kHost) return true;
+  // No byte equal to kModule: the classic has-a-zero-byte test on the bytes xor kModule.
+  static_assert(sizeof(host::Use) == 1);
+  uint64_t v;
+  std::memcpy(&v, use, 8);
+  v ^= 0x0101010101010101ull * static_cast<uint8_t>(host::Use::kModule);
+  return !((v - 0x0101010101010101ull) & ~v & 0x8080808080808080ull);
+}
+
 // One pass over the frames of the 2M blocks that the host or the module ever touched (the
 // others are NDA at every PAMT level and free in the ledger, so no check can fail there):
 // with kHost, the PAMT-against-ledger violations into `host`, in frame order; and leaf(pfn,
 // entry, type, level) for each PAMT leaf (pamt_leaf) that is not NDA, at its head frame, in
-// frame order.
-template <bool kHost, typename F>
-void scan_frames(Module& m, Violations* host, F&& leaf) {
+// frame order. Eight 4K frames at a time, run(base, entries, uses, g) and group(pfn, entries,
+// uses) may take the frames instead, only when each is a leaf with nothing against the ledger
+// and they have done what leaf() would have done for each: run takes the blocks' groups of
+// eight from `g` on while it can and returns where it stopped, group one group (true if taken).
+template <bool kHost, typename F, typename R, typename G>
+void scan_frames(Module& m, Violations* host, F&& leaf, R&& run, G&& group) {
   host::HostPages& h = m.host();
   const host::Use* const uses = h.uses();
   const uint64_t nblocks = h.npages() / host::kPagesPer2M;
@@ -70,21 +97,26 @@ void scan_frames(Module& m, Violations* host, F&& leaf) {
     }
     tdx::PamtEntry* const pamt = &m.pamt_4k(base);  // the block's 4K entries are contiguous
     // A block whose 4K entries are all NDA has no leaf, and nothing against the ledger unless
-    // a frame is the module's: found eight types and then the whole ledger block at a time.
+    // a frame is the module's: found 32 types and then the whole ledger block at a time.
     unsigned any_type = 0;
-    for (uint64_t i = 0; i < host::kPagesPer2M && !any_type; i += 8)
-      for (uint64_t j = i; j < i + 8; j++)
+    for (uint64_t i = 0; i < host::kPagesPer2M && !any_type; i += 32)
+      for (uint64_t j = i; j < i + 32; j++)
         any_type |= static_cast<unsigned>(pamt[j].type.load(std::memory_order_relaxed));
     if (!any_type &&
         (!kHost || !std::memchr(use, static_cast<int>(host::Use::kModule), host::kPagesPer2M)))
       continue;
-    for (uint64_t i = 0; i < host::kPagesPer2M; i++) {
-      const PageType t = pamt[i].type.load(std::memory_order_relaxed);
-      if (t != PageType::NDA) {
-        leaf(base + i, pamt[i], t, tdx::kLevel4K);
-        if (kHost && use[i] != host::Use::kModule) host_mismatch(host, h, base + i, t);
-      } else if (kHost && use[i] == host::Use::kModule) {
-        host_lost(host, base + i);
+    for (uint64_t g = 0; g < host::kPagesPer2M; g += 8) {
+      g = run(base, pamt, use, g);
+      if (g == host::kPagesPer2M) break;
+      if (group(base + g, pamt + g, use + g) || quiet8<kHost>(pamt + g, use + g)) continue;
+      for (uint64_t i = g; i < g + 8; i++) {
+        const PageType t = pamt[i].type.load(std::memory_order_relaxed);
+        if (t != PageType::NDA) {
+          leaf(base + i, pamt[i], t, tdx::kLevel4K);
+          if (kHost && use[i] != host::Use::kModule) host_mismatch(host, h, base + i, t);
+        } else if (kHost && use[i] == host::Use::kModule) {
+          host_lost(host, base + i);
+        }
       }
     }
   }
@@ -110,6 +142,8 @@ class TdChecker {
     check_epochs();
     if (quiescent_) check_locks();
   }
+  // run() when not quiescent.
+  void run_midrun() { check_epochs(); }
 
  private:
   // Cold and out of line, like at(): the walk stays free of string code.
@@ -128,13 +162,21 @@ class TdChecker {
     if (!page) return fail("sept-table", "table " + hex(table) + " is not an S-EPT page");
     if (level == tdx::kLevel4K) return walk_4k(*page, gpa_base);
     // The upper tables are mostly empty: eight all-zero entries are skipped at once.
-    for (uint64_t i = 0; i < 512; i += 8) {
-      const std::atomic<uint64_t>* const q = &page->e[i];
-      uint64_t any = 0;
-      for (int j = 0; j < 8; j++) any |= q[j].load(std::memory_order_relaxed);
-      if (any)
-        for (uint64_t j = i; j < i + 8; j++) check_entry(page->e[j], j, level, gpa_base);
+    for (uint64_t i = 0;; i += 8) {
+      i = next_chunk(*page, i);
+      if (i == 512) break;
+      for (uint64_t j = i; j < i + 8; j++) check_entry(page->e[j], j, level, gpa_base);
     }
+  }
+  // The first multiple of 8 from `i` (one) on whose eight entries are not all zero, or 512. A
+  // loop of its own, so that it keeps to registers.
+  static uint64_t next_chunk(const tdx::SeptPage& page, uint64_t i) {
+    for (; i < 512; i += 8) {
+      uint64_t any = 0;
+      for (int j = 0; j < 8; j++) any |= page.e[i + j].load(std::memory_order_relaxed);
+      if (any) break;
+    }
+    return i;
   }
 
   // A 4K table, where most entries are. The common entry, an unlocked leaf in a 2M block whose
@@ -157,6 +199,9 @@ class TdChecker {
     // The PAMT's 4K entries by frame offset from the pool's base (the PAMT's base too).
     const tdx::PamtEntry* const pamt = &m_.pamt_4k(seen.base_pfn);
     for (; i < 512; i++) {
+      if (!(i & 7))
+        while (i < 512 && run8(page, i, small_block, pamt, seen, tdr)) i += 8;
+      if (i == 512) break;
       const uint64_t raw = page.e[i].load(std::memory_order_relaxed);
       if (!raw) continue;
       const uint64_t off = ((raw & tdx::kHpaMask) >> 12) - seen.base_pfn;
@@ -171,9 +216,9 @@ class TdChecker {
       const tdx::PamtEntry& p = pamt[off];
       uint32_t& w = seen.word[off];
       if (p.type.load(std::memory_order_relaxed) != PageType::REG ||
-          p.owner.load(std::memory_order_relaxed) != tdr || (w & ~0xffu) == seen.stamp)
+          p.owner.load(std::memory_order_relaxed) != tdr || (w & ~Seen::kNotGen) == seen.stamp)
         break;
-      w = seen.stamp | 1;  // seen.reach(): first reach
+      w = seen.stamp | Seen::kPamtOk | 1;  // seen.reach(): first reach, PAMT found right
     }
     return i;
   }
@@ -285,12 +330,50 @@ class TdChecker {
     const uint64_t tdr = td_.tdr;
     const Seen seen = seen_;
     int64_t expected = 0;
-    scan_frames<kHost>(m_, host, [&](uint64_t pfn, const tdx::PamtEntry& p, PageType t, int level) {
+    auto leaf = [&](uint64_t pfn, const tdx::PamtEntry& p, PageType t, int level) {
       if (p.owner.load(std::memory_order_relaxed) != tdr) return;
       if (t != PageType::TDR) expected += static_cast<int64_t>(tdx::level_pages(level));
       if (kCoverage && (t == PageType::REG || t == PageType::EPT) && !seen.reached(pfn))
         lost(pfn, t);
-    });
+    };
+    // Groups of eight frames reached once each, by the 4K walk's fast path, which found the
+    // PAMT entry REG and this TD's (Seen::kPamtOk; nothing has changed it since), and (kHost)
+    // the module's in the ledger: nothing more to read. A loop of its own, kept in registers.
+    auto run = [&](uint64_t base, const tdx::PamtEntry*, const host::Use* use, uint64_t g) {
+      if (!kCoverage) return g;
+      const uint32_t* const word = seen.word + (base - seen.base_pfn);
+      const uint32_t once = seen.stamp | Seen::kPamtOk | 1;
+      const uint64_t g0 = g;
+      for (; g < host::kPagesPer2M; g += 8) {
+        uint64_t bad = 0;
+        if (kHost) bad = ledger8(use + g);
+        uint32_t other = 0;
+        for (uint64_t j = g; j < g + 8; j++) other |= word[j] ^ once;
+        if (bad | other) break;
+      }
+      expected += static_cast<int64_t>(g - g0);
+      return g;
+    };
+    // The other common group: eight REG frames of this TD, each the module's in the ledger and
+    // reached by the tree. Tested without branches, all eight at once.
+    const uint32_t stamp1 = seen.stamp + 1;
+    auto group = [&](uint64_t pfn, const tdx::PamtEntry* p, const host::Use* use) {
+      const uint32_t* const word = seen.word + (pfn - seen.base_pfn);
+      uint64_t bad = kHost ? ledger8(use) : 0;
+      if (p[0].type.load(std::memory_order_relaxed) != PageType::REG) return false;
+      uint32_t count = 0;  // the largest word - stamp - 1
+      for (int j = 0; j < 8; j++) {
+        bad |= static_cast<uint64_t>(p[j].type.load(std::memory_order_relaxed)) ^
+               static_cast<uint64_t>(PageType::REG);
+        bad |= p[j].owner.load(std::memory_order_relaxed) ^ tdr;
+        if (kCoverage) count = std::max(count, (word[j] & ~Seen::kPamtOk) - stamp1);
+      }
+      // seen.reached() != 0 for each: its word is this check's, with a count in [1, 255].
+      if (bad || count >= 255) return false;
+      expected += 8;
+      return true;
+    };
+    scan_frames<kHost>(m_, host, leaf, run, group);
     return expected;
   }
 
@@ -299,23 +382,30 @@ class TdChecker {
                              ") owned by the TD but not in its S-EPT");
   }
 
+  // It runs at every step: the findings' texts are built out of line.
   void check_epochs() {
     const uint64_t e = td_.td_epoch.load();
     uint32_t count[2] = {0, 0};
     for (auto& v : td_.vcpus) {
-      if (v.epoch > e)
-        fail("epoch", "VCPU_EPOCH " + std::to_string(v.epoch) + " > TD_EPOCH " + std::to_string(e));
+      if (v.epoch > e) epoch_ahead(v.epoch, e);
       if (!v.in_td) continue;
       count[v.epoch & 1]++;
-      if (v.epoch + 1 < e)
-        fail("epoch", "a vCPU in guest mode entered in epoch " + std::to_string(v.epoch) +
-                          ", TD_EPOCH is " + std::to_string(e));
+      if (v.epoch + 1 < e) epoch_stale(v.epoch, e);
     }
     for (int p = 0; p < 2; p++)
-      if (count[p] != td_.refcount[p].load())
-        fail("epoch", "REFCOUNT[" + std::to_string(p) +
-                          "] = " + std::to_string(td_.refcount[p].load()) + ", " +
-                          std::to_string(count[p]) + " vCPUs in guest mode");
+      if (count[p] != td_.refcount[p].load()) refcount_off(p, count[p]);
+  }
+  [[gnu::cold, gnu::noinline]] void epoch_ahead(uint64_t v, uint64_t e) {
+    fail("epoch", "VCPU_EPOCH " + std::to_string(v) + " > TD_EPOCH " + std::to_string(e));
+  }
+  [[gnu::cold, gnu::noinline]] void epoch_stale(uint64_t v, uint64_t e) {
+    fail("epoch", "a vCPU in guest mode entered in epoch " + std::to_string(v) + ", TD_EPOCH is " +
+                      std::to_string(e));
+  }
+  [[gnu::cold, gnu::noinline]] void refcount_off(int p, uint32_t n) {
+    fail("epoch", "REFCOUNT[" + std::to_string(p) +
+                      "] = " + std::to_string(td_.refcount[p].load()) + ", " + std::to_string(n) +
+                      " vCPUs in guest mode");
   }
 
   void check_locks() {
@@ -340,16 +430,18 @@ class TdChecker {
   bool quiescent_;
   Violations* out_;
   // How many times the tree reached each frame (wrapping like the byte counter it replaced), by
-  // offset in the host pool, in the low byte of a word whose upper bits are the check's
+  // offset in the host pool, in the low byte of a word whose bits 30:8 are the check's
   // generation: a count from an older check reads as zero, so no check clears or scans the pool
   // and a check costs what the tree holds. Words, not bytes: byte stores alias everything and
-  // would make the walk reload its state after each one.
+  // would make the walk reload its state after each one. Bit 31 (Seen::kPamtOk) is set by the
+  // 4K walk's fast path on a first reach, whose PAMT entry it found REG and this TD's; any
+  // later reach clears it.
   struct SeenBuf {
     std::vector<uint32_t> word;
-    uint32_t gen = 0;  // 24 bits
+    uint32_t gen = 0;  // 23 bits
     void begin(uint64_t npages) {
       if (word.size() < npages) word.resize(npages, 0);
-      if (++gen == 1u << 24) std::fill(word.begin(), word.end(), 0), gen = 1;
+      if (++gen == 1u << 23) std::fill(word.begin(), word.end(), 0), gen = 1;
     }
   };
   // Copied into a local by the hot loops: a store to a word could alias the member.
@@ -357,36 +449,86 @@ class TdChecker {
     uint64_t base_pfn = 0;
     uint32_t* word = nullptr;
     uint32_t stamp = 0;  // gen << 8
+    static constexpr uint32_t kPamtOk = 1u << 31;
+    static constexpr uint32_t kNotGen = kPamtOk | 0xff;  // the bits that are not the generation
     // Counts one more reach of `pfn`; returns the count before it.
     uint8_t reach(uint64_t pfn) const {
       uint32_t& w = word[pfn - base_pfn];
-      const uint8_t n = (w & ~0xffu) == stamp ? w & 0xff : 0;
+      const uint8_t n = (w & ~kNotGen) == stamp ? w & 0xff : 0;
       w = stamp | static_cast<uint8_t>(n + 1);
       return n;
     }
     uint8_t reached(uint64_t pfn) const {
       const uint32_t w = word[pfn - base_pfn];
-      return (w & ~0xffu) == stamp ? w & 0xff : 0;
+      return (w & ~kNotGen) == stamp ? w & 0xff : 0;
     }
   };
+  // fast_4k for the eight entries from `i` (a multiple of 8) when they map eight consecutive
+  // frames with the same bits otherwise (as a split leaves them; distinct frames, so none is
+  // reached twice within the eight) and each passes: returns true once they are marked reached.
+  // Tested without branches, all eight at once; on false nothing has changed.
+  [[gnu::always_inline]] static bool run8(const tdx::SeptPage& page, uint64_t i,
+                                          uint64_t small_block, const tdx::PamtEntry* pamt,
+                                          const Seen& seen, uint64_t tdr) {
+    const uint64_t raw = page.e[i].load(std::memory_order_relaxed);
+    const uint64_t off = ((raw & tdx::kHpaMask) >> 12) - seen.base_pfn;
+    const uint64_t lock_state = raw & (tdx::kTdel | 0xf);
+    // As in fast_4k, and the eighth frame in the same 2M block as the first.
+    if (lock_state - static_cast<uint64_t>(SeptState::MAPPED) >
+            static_cast<uint64_t>(SeptState::PENDING_BLOCKED) -
+                static_cast<uint64_t>(SeptState::MAPPED) ||
+        off >> 9 != small_block || (off & 511) > 511 - 7)
+      return false;
+    uint64_t bad = 0;
+    uint8_t types = 0;  // the PAMT types ^ REG, or'ed
+    // Bit 31: every word's generation is below this check's (so none was reached yet). The
+    // generations (bits 30:8) never exceed the current one; a word that did would only send
+    // the eight to fast_4k.
+    uint32_t older = ~0u;
+    for (uint64_t j = 0; j < 8; j++) {
+      if (j) bad |= page.e[i + j].load(std::memory_order_relaxed) ^ (raw + (j << 12));
+      const tdx::PamtEntry& p = pamt[off + j];
+      types |= static_cast<uint8_t>(p.type.load(std::memory_order_relaxed)) ^
+               static_cast<uint8_t>(PageType::REG);
+      bad |= p.owner.load(std::memory_order_relaxed) ^ tdr;
+      older &= (seen.word[off + j] & ~Seen::kNotGen) - seen.stamp;
+    }
+    if (bad || types || !(older >> 31)) return false;
+    for (uint64_t j = 0; j < 8; j++) seen.word[off + j] = seen.stamp | Seen::kPamtOk | 1;
+    return true;
+  }
+
   Seen seen_;
   static thread_local SeenBuf seen_buf_;
 };
 thread_local TdChecker::SeenBuf TdChecker::seen_buf_;
 
-}  // namespace
-
-void check_module(Module& m, bool quiescent, size_t* ledger_seen, Violations* out) {
+// check_module's quiescent part, before the ledger: out of line, so that the mid-run check
+// (at every step) stays small.
+[[gnu::noinline]] void check_quiescent(Module& m, Violations* out) {
   // PAMT against the host ledger (what the module owns, the host must have handed over),
   // reported after the per-TD findings. The frame scan that finds it is the one the first TD's
   // check makes anyway; with more TDs each makes its own (its pass needs its own tree's marks).
   Violations host;
   const auto& tds = m.tds();
-  if (quiescent && tds.empty())
-    scan_frames<true>(m, &host, [](uint64_t, const tdx::PamtEntry&, PageType, int) {});
+  if (tds.empty())
+    scan_frames<true>(
+        m, &host, [](uint64_t, const tdx::PamtEntry&, PageType, int) {},
+        [](uint64_t, const tdx::PamtEntry*, const host::Use*, uint64_t g) { return g; },
+        [](uint64_t, const tdx::PamtEntry*, const host::Use*) { return false; });
   for (size_t i = 0; i < tds.size(); i++)
-    TdChecker(m, *tds[i], quiescent, out).run(i == 0 ? &host : nullptr);
+    TdChecker(m, *tds[i], /*quiescent=*/true, out).run(i == 0 ? &host : nullptr);
   for (auto& v : host) out->push_back(std::move(v));
+}
+
+}  // namespace
+
+void check_module(Module& m, bool quiescent, size_t* ledger_seen, Violations* out) {
+  if (quiescent) {
+    check_quiescent(m, out);
+  } else {
+    for (auto& td : m.tds()) TdChecker(m, *td, /*quiescent=*/false, out).run_midrun();
+  }
   host::HostPages& h = m.host();
   const auto& lv = h.violations();
   for (size_t i = *ledger_seen; i < lv.size(); i++)
