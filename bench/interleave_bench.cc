@@ -67,14 +67,37 @@ double run_jobs(int jobs, const trace::Trace& t, bool vary_seed, bool full_every
   return sum;
 }
 
+constexpr const char* kUsage =
+    "usage: interleave_bench TRACE [SECONDS] [-j N]   (SECONDS per configuration, default 5)\n"
+    "       interleave_bench TRACE -n N inter|seq     (N executions, end-only checks)\n";
+
+int usage_error(const char* what, const char* arg) {
+  std::fprintf(stderr, "interleave_bench: %s%s%s\n%s", what, arg ? ": " : "", arg ? arg : "",
+               kUsage);
+  return 2;
+}
+
+// A whole-string number, or false.
+bool parse_number(const char* s, double* out) {
+  char* end = nullptr;
+  *out = std::strtod(s, &end);
+  return end != s && *end == '\0';
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: interleave_bench TRACE [SECONDS]\n");
-    return 2;
+  if (argc < 2) return usage_error("missing TRACE", nullptr);
+  const std::string first = argv[1];
+  if (first == "-h" || first == "--help") {
+    std::fputs(kUsage, stdout);
+    return 0;
   }
   std::ifstream f(argv[1]);
+  if (!f) {
+    std::fprintf(stderr, "interleave_bench: cannot read %s\n", argv[1]);
+    return 2;
+  }
   std::stringstream text;
   text << f.rdbuf();
   trace::ParseError err;
@@ -83,33 +106,46 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s:%d:%d: %s\n", argv[1], err.line, err.column, err.message.c_str());
     return 2;
   }
+  // The interleaved runs vary the seed of a seeded schedule; anything else would measure
+  // one fixed schedule (or none) under the "interleaved" heading.
+  if (t->schedule.kind != sched::Schedule::kRandom && t->schedule.kind != sched::Schedule::kPct)
+    return usage_error("TRACE needs a `schedule random SEED` or `schedule pct SEED` line", argv[1]);
   trace::Trace seq = *t;
   seq.schedule = {};
-  if (argc > 4 && std::string(argv[2]) == "-n") {
-    const bool inter = std::string(argv[4]) == "inter";
-    trace::Trace x = inter ? *t : seq;
+  if (argc > 2 && std::string(argv[2]) == "-n") {
+    double n = 0;
+    const std::string mode = argc > 4 ? argv[4] : "";
+    if (argc != 5 || !parse_number(argv[3], &n) || n < 1 || (mode != "inter" && mode != "seq"))
+      return usage_error("-n takes a count and `inter` or `seq`", nullptr);
+    trace::Trace x = mode == "inter" ? *t : seq;
     trace::RunOptions o;
     o.full_checks_every_step = false;
     o.sequential_prefix = setup_prefix(x);
-    int failed = 0;
-    for (long i = 0, n = std::atol(argv[3]); i < n; i++) {
+    long failed = 0;
+    for (long i = 0; i < static_cast<long>(n); i++) {
       x.schedule.seed = static_cast<uint64_t>(i) + 1;
       failed += !trace::run(x, o).ok();
     }
+    if (failed) std::fprintf(stderr, "interleave_bench: %ld executions failed\n", failed);
     return failed ? 1 : 0;
   }
   double seconds = 5.0;
   int jobs = 1;
   for (int i = 2; i < argc; i++) {
-    if (std::string(argv[i]) == "-j" && i + 1 < argc) {
-      jobs = std::atoi(argv[++i]);
+    const std::string a = argv[i];
+    double v = 0;
+    if (a == "-j") {
+      if (i + 1 >= argc || !parse_number(argv[i + 1], &v) || v < 1 || v > 64 ||
+          v != static_cast<int>(v))
+        return usage_error("-j takes a thread count from 1 to 64",
+                           i + 1 < argc ? argv[i + 1] : nullptr);
+      jobs = static_cast<int>(v);
+      i++;
+    } else if (parse_number(argv[i], &v) && v > 0) {
+      seconds = v;
     } else {
-      seconds = std::atof(argv[i]);
+      return usage_error("not a positive number of seconds or an option", argv[i]);
     }
-  }
-  if (jobs < 1 || seconds <= 0) {
-    std::fprintf(stderr, "usage: interleave_bench TRACE [SECONDS] [-j N]\n");
-    return 2;
   }
   auto median = [](double* v) {
     double a = v[0], b = v[1], c = v[2];
@@ -139,5 +175,8 @@ int main(int argc, char** argv) {
       std::printf("    ratio interleaved/sequential: %.2f\n", median(inter) / median(sequential));
     }
   }
+  if (failed)
+    std::fprintf(stderr, "interleave_bench: %llu executions failed\n",
+                 static_cast<unsigned long long>(failed));
   return failed ? 1 : 0;
 }
