@@ -1,9 +1,9 @@
 // Executions per second of a 64-operation, 3-actor trace: interleaved (fibers, its seeded
 // schedule, a new seed each run) and sequential (the schedule dropped), in the same run.
-// The trace's leading host0 lines (build and finalize the TD) run before the actors start in
-// interleaved runs (RunOptions::sequential_prefix), as a VMM starts vCPU threads only then;
-// otherwise most schedules would run the vCPUs first and their lines would fail at once with
-// EINVAL, measuring nothing.
+// The trace's `schedule setup N` lines (build and finalize the TD) run before the actors start
+// in interleaved runs, as a VMM starts vCPU threads only then; without it most schedules would
+// run the vCPUs first and their lines would fail at once with EINVAL, measuring nothing. Any
+// one execution replays with `tdxfuzz replay` after setting the schedule's seed.
 // Every property is checked as in any replay. Usage: interleave_bench TRACE [SECONDS] [-j N]
 // -j N runs N independent executors at once, one per thread (as N fuzzing jobs would), and
 // reports their summed executions per second beside the single-thread figures.
@@ -23,18 +23,10 @@
 
 namespace {
 
-// The leading statements that belong to host0: the setup before any other actor's line.
-size_t setup_prefix(const trace::Trace& t) {
-  size_t n = 0;
-  while (n < t.stmts.size() && trace::stmt_actor(t.stmts[n]) == sched::kHostBase) n++;
-  return n;
-}
-
 double run_for(trace::Trace t, bool vary_seed, bool full_every_step, double seconds,
                uint64_t* execs, uint64_t* failures) {
   trace::RunOptions o;
   o.full_checks_every_step = full_every_step;
-  o.sequential_prefix = setup_prefix(t);
   using clock = std::chrono::steady_clock;
   const auto start = clock::now();
   *execs = *failures = 0;
@@ -112,6 +104,7 @@ int main(int argc, char** argv) {
     return usage_error("TRACE needs a `schedule random SEED` or `schedule pct SEED` line", argv[1]);
   trace::Trace seq = *t;
   seq.schedule = {};
+  seq.setup = 0;
   if (argc > 2 && std::string(argv[2]) == "-n") {
     double n = 0;
     const std::string mode = argc > 4 ? argv[4] : "";
@@ -120,7 +113,6 @@ int main(int argc, char** argv) {
     trace::Trace x = mode == "inter" ? *t : seq;
     trace::RunOptions o;
     o.full_checks_every_step = false;
-    o.sequential_prefix = setup_prefix(x);
     long failed = 0;
     for (long i = 0; i < static_cast<long>(n); i++) {
       x.schedule.seed = static_cast<uint64_t>(i) + 1;
@@ -154,7 +146,7 @@ int main(int argc, char** argv) {
   std::printf(
       "statements: %zu (%zu of setup before the actors start), actors: 3, %.1f s per "
       "configuration\n",
-      t->stmts.size(), setup_prefix(*t), seconds);
+      t->stmts.size(), t->setup, seconds);
   uint64_t failed = 0;
   std::vector<int> widths = {1};
   if (jobs > 1) widths.push_back(jobs);

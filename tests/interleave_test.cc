@@ -183,7 +183,7 @@ TEST(InterleaveReplay, SameLogEveryTime) {
   }
 }
 
-// RunOptions::sequential_prefix (the benchmark's setup phase): the leading statements finish
+// `schedule setup N` (the benchmark trace has `schedule setup 3`): the leading statements finish
 // before the actors start. Without it, schedule random 1 runs the vCPUs of the benchmark trace
 // before `finalize`, and their lines fail with EINVAL.
 TEST(InterleavePrefix, SetupRunsBeforeTheActors) {
@@ -192,11 +192,12 @@ TEST(InterleavePrefix, SetupRunsBeforeTheActors) {
       read_text(std::string(TDXFUZZ_SOURCE_DIR) + "/bench/traces/interleave64.tdx"), &err);
   ASSERT_TRUE(t) << err.message;
   ASSERT_EQ(sched::Schedule::kRandom, t->schedule.kind);
-  auto log_of = [&](size_t prefix) {
+  ASSERT_EQ(3u, t->setup);
+  auto log_of = [&](size_t setup) {
     std::ostringstream os;
     trace::RunOptions o;
     o.log = &os;
-    o.sequential_prefix = prefix;
+    t->setup = setup;
     trace::RunResult r = trace::run(*t, o);
     EXPECT_TRUE(r.ok()) << trace::format_failure(*t, r, "interleave64.tdx");
     return os.str();

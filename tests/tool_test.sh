@@ -79,5 +79,30 @@ check options-resched 0 'zap_resched_every' -- "$bin" options
 check ops-nomem 0 'nomem \[N\]' -- "$bin" ops
 check ops-irq 0 'irq \[N\]' -- "$bin" ops
 
+# minimize: a failure that needs `schedule setup` (with finalize run first, the vCPU's ACCEPT
+# succeeds instead of the expected EINVAL) keeps the line, moved to the lines that are left.
+cat >"$tmp/setup.tdx" <<'T'
+vcpus 1
+memory 512
+finalize
+map 0x0 4K
+map 0x1 4K
+map 0x2 4K
+@vcpu0 accept 0 0x1 4K -> EINVAL
+@vcpu0 read 0 0x1
+schedule random 1
+schedule setup 4
+T
+check setup-fails 1 'setup.tdx:7: expectation failed' -- "$bin" replay "$tmp/setup.tdx"
+check minimize-keeps-setup 0 'minimized to 2 statements' -- "$bin" minimize -o "$tmp/min.tdx" "$tmp/setup.tdx"
+check minimized-setup-line 0 '^schedule setup 1$' -- cat "$tmp/min.tdx"
+check minimized-still-fails 1 'expectation failed' -- "$bin" replay "$tmp/min.tdx"
+grep -v '^schedule setup' "$tmp/min.tdx" >"$tmp/nosetup.tdx"
+check without-setup-passes 0 '1 passed' -- "$bin" replay "$tmp/nosetup.tdx"
+check minimize-passing 1 'nothing to minimize' -- "$bin" minimize "$src"/corpus/module/aug_accept_demote.tdx
+printf 'finalize\nschedule setup 2\nschedule random 1\n' >"$tmp/longsetup.tdx"
+check setup-too-long 2 'longsetup.tdx:2:16: .schedule setup 2.: the trace has only 1 operation$' -- "$bin" replay "$tmp/longsetup.tdx"
+check encode-drops-setup 0 'left out: schedule setup 4' -- "$bin" encode -o "$tmp/setup.bin" "$tmp/setup.tdx"
+
 echo "$fails failed"
 [ "$fails" -eq 0 ]

@@ -102,6 +102,12 @@ TEST(TraceParse, ErrorPositions) {
       {"schedule vcpu9:kick -> host0\n", 1, 10, "unknown actor"},
       {"schedule vcpu0:kick host0\n", 1, 21, "expected `-> ACTOR`"},
       {"schedule random 1\nschedule pct 2\n", 2, 1, "only one"},
+      {"schedule setup\n", 1, 15, "number of leading operations"},
+      {"schedule setup x\n", 1, 16, "number of leading operations"},
+      {"schedule setup 1 2\n", 1, 18, "unexpected `2`"},
+      {"schedule random 1\nschedule setup 1\nschedule setup 1\nfinalize\n", 3, 1, "only one"},
+      {"finalize\nschedule setup 1\n", 2, 1, "needs a schedule to go with"},
+      {"schedule random 1\nschedule setup 3\nfinalize\nmap 0x0 4K\n", 2, 16, "only 2 operations"},
       {"target bogus\n", 1, 8, "unknown target"},
   };
   for (const auto& c : cases) {
@@ -172,7 +178,8 @@ namespace {
 TEST(TraceParse, KvmTraceWithActorsAndScheduleRoundTrips) {
   for (const char* sched :
        {"schedule vcpu0:accept-entry-locked -> host0\nschedule host0:mmu_lock-write:2 -> vcpu1\n",
-        "schedule random 42\n", "schedule pct 7 5\n"}) {
+        "schedule random 42\n", "schedule pct 7 5\n", "schedule pct 7 5\nschedule setup 2\n",
+        "schedule setup 12\nschedule vcpu0:kick -> host0\n"}) {
     std::string text = std::string(
                            "vcpus 2\n"
                            "memory 1024\n"

@@ -273,15 +273,22 @@ int minimize(int argc, char** argv) {
     return 1;
   }
   std::fprintf(stderr, "minimizing %s: keeps failing with `%s`\n", in.c_str(), key.c_str());
-  auto still_fails = [&](const trace::Trace& t) { return failure_key(t, trace::run(t)) == key; };
+  // A candidate must also print as itself (switch rules shrunk to none would print as a
+  // sequential trace, and `schedule setup N` without a schedule does not parse).
+  auto still_fails = [&](const trace::Trace& t) {
+    trace::ParseError e;
+    const auto reparsed = trace::parse(trace::print(t), &e);
+    return reparsed && *reparsed == t && failure_key(t, trace::run(t)) == key;
+  };
   // Delta debugging over a list: drop chunks, halving the chunk size when nothing can go.
   auto shrink = [&](auto get, auto set) {
     for (size_t chunk = std::max<size_t>(get(best).size() / 2, 1); chunk >= 1; chunk /= 2) {
       for (size_t at = 0; at < get(best).size();) {
         trace::Trace cand = best;
         auto v = get(cand);
-        v.erase(v.begin() + at, v.begin() + std::min(v.size(), at + chunk));
-        set(cand, v);
+        const size_t end = std::min(v.size(), at + chunk);
+        v.erase(v.begin() + at, v.begin() + end);
+        set(cand, v, at, end);
         if (still_fails(cand))
           best = cand;
         else
@@ -292,12 +299,18 @@ int minimize(int argc, char** argv) {
   };
   for (int round = 0; round < 3; round++) {
     const size_t before = best.stmts.size() + best.schedule.rules.size() + best.options.size();
+    // Dropping statements [from, to) keeps `schedule setup N` on the same leading lines.
     shrink([](const trace::Trace& t) { return t.stmts; },
-           [](trace::Trace& t, const std::vector<trace::Stmt>& v) { t.stmts = v; });
+           [](trace::Trace& t, const std::vector<trace::Stmt>& v, size_t from, size_t to) {
+             t.stmts = v;
+             t.setup -= std::min(t.setup, to) - std::min(t.setup, from);
+           });
     shrink([](const trace::Trace& t) { return t.schedule.rules; },
-           [](trace::Trace& t, const std::vector<sched::SwitchRule>& v) { t.schedule.rules = v; });
+           [](trace::Trace& t, const std::vector<sched::SwitchRule>& v, size_t, size_t) {
+             t.schedule.rules = v;
+           });
     shrink([](const trace::Trace& t) { return t.options; },
-           [](trace::Trace& t, const auto& v) { t.options = v; });
+           [](trace::Trace& t, const auto& v, size_t, size_t) { t.options = v; });
     if (best.stmts.size() + best.schedule.rules.size() + best.options.size() == before) break;
   }
   // Simplify what is left: no actor prefixes, no expectations, fewer vCPUs, a plain schedule.
@@ -306,9 +319,15 @@ int minimize(int argc, char** argv) {
     cand.stmts[i].expect = {};
     if (failure_key(cand, trace::run(cand)) == key) best = cand;
   }
+  if (best.setup > 0) {
+    trace::Trace cand = best;
+    cand.setup = 0;
+    if (still_fails(cand)) best = cand;
+  }
   if (best.schedule.kind == sched::Schedule::kRules && best.schedule.rules.empty()) {
     trace::Trace cand = best;
     cand.schedule = {};
+    cand.setup = 0;
     if (still_fails(cand)) best = cand;
   }
   const std::string result =

@@ -446,6 +446,8 @@ Encoded encode(const Trace& t) {
            : s.kind == sched::Schedule::kPct    ? 3
                                                 : 0;
   e.put(static_cast<uint8_t>((t.vcpus - 1) | (mem_shift << 3) | (kind << 5)));
+  // The byte format has no setup phase: every actor starts with the first statement.
+  if (t.setup > 0) e.out.dropped.push_back("schedule setup " + std::to_string(t.setup));
   e.st.vcpus = t.vcpus;
   e.st.memory = t.memory;
   e.st.start();

@@ -18,15 +18,11 @@ struct RunOptions {
   // cheap checks (KVM_BUG_ON, lockdep, liveness, guest data at each load, stale TLB at each
   // use) always run at every step.
   bool full_checks_every_step = true;
-  // Free-running: every actor on its own thread (for ThreadSanitizer), any schedule line
-  // ignored. Statements are not checked against expectations or the guest-data model (loads
-  // and stores on real threads cannot be linearized); every other property is checked when
-  // all threads have finished.
+  // Free-running: every actor on its own thread (for ThreadSanitizer), schedule lines ignored
+  // except `schedule setup N` (those lines run first, on this thread). Statements are not checked
+  // against expectations or the guest-data model (loads and stores on real threads cannot be
+  // linearized); every other property is checked when all threads have finished.
   bool free_running = false;
-  // With a schedule: the first `sequential_prefix` statements run to completion, in order,
-  // before the actors start (a VMM builds and finalizes the TD before it starts vCPU threads).
-  // Used by bench/interleave_bench; traces themselves have no such line.
-  size_t sequential_prefix = 0;
 };
 
 struct Failure {

@@ -139,15 +139,18 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
   // Each actor on its own thread; the properties are checked once all have joined.
   bool run_threads(RunResult* r) {
     sched::ThreadEnv env;
+    free_running_ = true;
+    std::atomic<uint64_t> steps{0};
+    // `schedule setup N` holds here too: the VMM's own thread builds the TD first.
+    const size_t setup = std::min(t_.setup, t_.stmts.size());
+    for (size_t i = 0; i < setup; i++, steps++) step(t_.stmts[i]);
     std::vector<int> order;
     std::vector<std::vector<size_t>> lines;
-    group_by_actor(&order, &lines);
-    free_running_ = true;
+    group_by_actor(&order, &lines, setup);
     active_ = static_cast<int>(order.size());
     // Retry bounds count attempts, and real threads spin fast: only a wait that outlasts the
     // deadlock timeout is a liveness failure here.
     kvm_.set_retry_limit(1000000);
-    std::atomic<uint64_t> steps{0};
     for (int a : order) {
       env.add_actor(a, [&, a] {
         for (size_t i : lines[a]) {
@@ -182,15 +185,17 @@ class KvmExec : public tdx::Hooks, public guest::Guest::Listener {
       *opts_.log << "schedule: "
                  << (t_.schedule.kind == sched::Schedule::kRules ? "switch rules" : "seeded")
                  << "\n"
-                 << print_schedule(t_.schedule);
+                 << print_schedule(t_.schedule, t_.setup);
       sch.on_switch = [&](const std::string& what) { log_.note("[switch] " + what); };
     }
-    const size_t prefix = std::min(opts_.sequential_prefix, t_.stmts.size());
-    for (size_t i = 0; i < prefix; i++)
+    // `schedule setup N`: the leading lines run to completion before the actors start, each
+    // checked as in a sequential run.
+    const size_t setup = std::min(t_.setup, t_.stmts.size());
+    for (size_t i = 0; i < setup; i++)
       if (!run_stmt(i, /*quiescent=*/opts_.full_checks_every_step, r)) return false;
     std::vector<int> order;
     std::vector<std::vector<size_t>> lines;
-    group_by_actor(&order, &lines, prefix);
+    group_by_actor(&order, &lines, setup);
     active_ = static_cast<int>(order.size());
     bool failed = false;
     for (int a : order) {

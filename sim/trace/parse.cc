@@ -150,6 +150,20 @@ class Parser {
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
       if (!statement(lineno, line)) return std::nullopt;
     }
+    // `schedule setup N` is checked against the whole trace.
+    if (setup_line_ && t_.schedule.kind == sched::Schedule::kNone) {
+      error(setup_line_, 1,
+            "`schedule setup N` needs a schedule to go with: `schedule random SEED`, `schedule "
+            "pct SEED [DEPTH]` or switch rules (without one every line runs in order anyway)");
+      return std::nullopt;
+    }
+    if (t_.setup > t_.stmts.size()) {
+      error(setup_line_, setup_column_,
+            "`schedule setup " + std::to_string(t_.setup) + "`: the trace has only " +
+                std::to_string(t_.stmts.size()) +
+                (t_.stmts.size() == 1 ? " operation" : " operations"));
+      return std::nullopt;
+    }
     return std::move(t_);
   }
 
@@ -264,7 +278,8 @@ class Parser {
     return true;
   }
 
-  // schedule random SEED | schedule pct SEED [DEPTH] | schedule WHO:POINT[:N] -> ACTOR
+  // schedule random SEED | schedule pct SEED [DEPTH] | schedule WHO:POINT[:N] -> ACTOR |
+  // schedule setup N
   bool schedule(int ln, const std::vector<Token>& tok, int eol) {
     sched::Schedule& sc = t_.schedule;
     if (t_.target != Target::kKvm)
@@ -273,8 +288,22 @@ class Parser {
     if (tok.size() < 2)
       return error(
           ln, eol,
-          "`schedule` needs `random SEED`, `pct SEED [DEPTH]` or `WHO:POINT[:N] -> ACTOR`");
+          "`schedule` needs `random SEED`, `pct SEED [DEPTH]`, `WHO:POINT[:N] -> ACTOR` or "
+          "`setup N`");
     std::string_view kind = tok[1].text;
+    if (kind == "setup") {
+      uint64_t n;
+      if (setup_line_) return error(ln, tok[0].column, "only one `schedule setup` line");
+      if (tok.size() < 3 || !parse_number(tok[2].text, &n) || n > 1000000)
+        return error(ln, tok.size() < 3 ? eol : tok[2].column,
+                     "expected the number of leading operations that run before the actors start");
+      if (tok.size() > 3)
+        return error(ln, tok[3].column, "unexpected `" + std::string(tok[3].text) + "`");
+      t_.setup = n;
+      setup_line_ = ln;
+      setup_column_ = tok[2].column;
+      return true;
+    }
     if (kind == "random" || kind == "pct") {
       if (sc.kind != sched::Schedule::kNone)
         return error(ln, tok[0].column,
@@ -433,6 +462,7 @@ class Parser {
 
   ParseError* err_;
   Trace t_;
+  int setup_line_ = 0, setup_column_ = 0;  // where `schedule setup N` was
 };
 
 }  // namespace

@@ -68,7 +68,7 @@ std::string print_stmt(const Stmt& s) {
   return out;
 }
 
-std::string print_schedule(const sched::Schedule& s) {
+std::string print_schedule(const sched::Schedule& s, size_t setup) {
   std::string out;
   switch (s.kind) {
     case sched::Schedule::kNone:
@@ -86,6 +86,7 @@ std::string print_schedule(const sched::Schedule& s) {
                "\n";
       break;
   }
+  if (setup > 0) out += "schedule setup " + std::to_string(setup) + "\n";
   return out;
 }
 
@@ -95,7 +96,7 @@ std::string print(const Trace& t) {
   o << "vcpus " << t.vcpus << "\n";
   o << "memory " << t.memory << "\n";
   for (auto& [name, value] : t.options) o << "option " << name << "=" << value << "\n";
-  o << print_schedule(t.schedule);
+  o << print_schedule(t.schedule, t.setup);
   for (auto& s : t.stmts) o << print_stmt(s) << "\n";
   return o.str();
 }

@@ -74,9 +74,12 @@ struct Trace {
   std::vector<std::pair<std::string, std::string>> options;  // `option NAME=VALUE`, as written
   std::vector<Stmt> stmts;
   sched::Schedule schedule;  // `schedule` lines; kNone: sequential
+  // `schedule setup N`: with a schedule, the first N statements run to completion, in order,
+  // before the actors start (a VMM builds and finalizes the TD before it starts vCPU threads).
+  size_t setup = 0;
   bool operator==(const Trace& o) const {
     return target == o.target && vcpus == o.vcpus && memory == o.memory && options == o.options &&
-           stmts == o.stmts && schedule == o.schedule;
+           stmts == o.stmts && schedule == o.schedule && setup == o.setup;
   }
 };
 
@@ -101,7 +104,8 @@ std::string parse_injection(std::string_view value, uint32_t* leaf, uint64_t* st
 // The actor a statement belongs to: its @prefix, else vcpuV for vCPU and guest operations,
 // else host0.
 int stmt_actor(const Stmt& s);
-std::string print_schedule(const sched::Schedule& s);
+// The `schedule` lines: the schedule's, then `schedule setup N` when setup > 0.
+std::string print_schedule(const sched::Schedule& s, size_t setup = 0);
 
 // Canonical text of a trace; parse(print(t)) == t.
 std::string print(const Trace& t);
