@@ -8,6 +8,7 @@
 // -j N runs N independent executors at once, one per thread (as N fuzzing jobs would), and
 // reports their summed executions per second beside the single-thread figures.
 // For profilers: interleave_bench TRACE -n N inter|seq runs N executions with end-only checks.
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -23,6 +24,25 @@
 
 namespace {
 
+// The first failing execution, for the report: its seed (0: a sequential run).
+std::atomic<bool> g_any_failed{false};
+std::atomic<uint64_t> g_failed_seed{0};
+void note_failure(uint64_t seed) {
+  if (!g_any_failed.exchange(true)) g_failed_seed = seed;
+}
+
+// How to see a failing execution for oneself.
+void report_failure(const char* path, uint64_t count) {
+  std::fprintf(stderr, "interleave_bench: %llu executions failed; ",
+               static_cast<unsigned long long>(count));
+  if (g_failed_seed == 0)
+    std::fprintf(stderr, "a sequential one: tdxfuzz replay -v %s without its schedule lines\n",
+                 path);
+  else
+    std::fprintf(stderr, "the first with seed %llu: tdxfuzz replay -v %s with that seed\n",
+                 static_cast<unsigned long long>(g_failed_seed.load()), path);
+}
+
 double run_for(trace::Trace t, bool vary_seed, bool full_every_step, double seconds,
                uint64_t* execs, uint64_t* failures) {
   trace::RunOptions o;
@@ -32,7 +52,10 @@ double run_for(trace::Trace t, bool vary_seed, bool full_every_step, double seco
   *execs = *failures = 0;
   for (;;) {
     if (vary_seed) t.schedule.seed = *execs + 1;
-    if (!trace::run(t, o).ok()) ++*failures;
+    if (!trace::run(t, o).ok()) {
+      ++*failures;
+      note_failure(vary_seed ? t.schedule.seed : 0);
+    }
     ++*execs;
     const double s = std::chrono::duration<double>(clock::now() - start).count();
     if (s >= seconds) return *execs / s;
@@ -116,9 +139,9 @@ int main(int argc, char** argv) {
     long failed = 0;
     for (long i = 0; i < static_cast<long>(n); i++) {
       x.schedule.seed = static_cast<uint64_t>(i) + 1;
-      failed += !trace::run(x, o).ok();
+      if (!trace::run(x, o).ok()) failed++, note_failure(mode == "inter" ? x.schedule.seed : 0);
     }
-    if (failed) std::fprintf(stderr, "interleave_bench: %ld executions failed\n", failed);
+    if (failed) report_failure(argv[1], static_cast<uint64_t>(failed));
     return failed ? 1 : 0;
   }
   double seconds = 5.0;
@@ -167,8 +190,6 @@ int main(int argc, char** argv) {
       std::printf("    ratio interleaved/sequential: %.2f\n", median(inter) / median(sequential));
     }
   }
-  if (failed)
-    std::fprintf(stderr, "interleave_bench: %llu executions failed\n",
-                 static_cast<unsigned long long>(failed));
+  if (failed) report_failure(argv[1], failed);
   return failed ? 1 : 0;
 }
