@@ -4,7 +4,8 @@
 // work around it on the per-page paths (RECLAIM of each 4K page at teardown makes five). Such
 // runs set SingleThreadScope and these helpers use a plain load and store; everything else
 // (free-running threads, unit tests) takes the atomic instruction. On one thread both give the
-// same values in the same order.
+// same values in the same order. Each helper takes the flag as its last argument, defaulting
+// to t_single_thread: a hot caller reads the thread-local once and passes it on.
 #pragma once
 
 #include <atomic>
@@ -26,40 +27,45 @@ class SingleThreadScope {
 };
 
 template <typename T>
-T rmw_add(std::atomic<T>& a, T v, std::memory_order o = std::memory_order_seq_cst) {
-  if (!t_single_thread) return a.fetch_add(v, o);
+T rmw_add(std::atomic<T>& a, T v, std::memory_order o = std::memory_order_seq_cst,
+          bool single = t_single_thread) {
+  if (!single) return a.fetch_add(v, o);
   const T old = a.load(std::memory_order_relaxed);
   a.store(static_cast<T>(old + v), std::memory_order_relaxed);
   return old;
 }
 
 template <typename T>
-T rmw_sub(std::atomic<T>& a, T v, std::memory_order o = std::memory_order_seq_cst) {
-  if (!t_single_thread) return a.fetch_sub(v, o);
+T rmw_sub(std::atomic<T>& a, T v, std::memory_order o = std::memory_order_seq_cst,
+          bool single = t_single_thread) {
+  if (!single) return a.fetch_sub(v, o);
   const T old = a.load(std::memory_order_relaxed);
   a.store(static_cast<T>(old - v), std::memory_order_relaxed);
   return old;
 }
 
 template <typename T>
-T rmw_and(std::atomic<T>& a, T v, std::memory_order o = std::memory_order_seq_cst) {
-  if (!t_single_thread) return a.fetch_and(v, o);
+T rmw_and(std::atomic<T>& a, T v, std::memory_order o = std::memory_order_seq_cst,
+          bool single = t_single_thread) {
+  if (!single) return a.fetch_and(v, o);
   const T old = a.load(std::memory_order_relaxed);
   a.store(static_cast<T>(old & v), std::memory_order_relaxed);
   return old;
 }
 
 template <typename T>
-T rmw_or(std::atomic<T>& a, T v, std::memory_order o = std::memory_order_seq_cst) {
-  if (!t_single_thread) return a.fetch_or(v, o);
+T rmw_or(std::atomic<T>& a, T v, std::memory_order o = std::memory_order_seq_cst,
+         bool single = t_single_thread) {
+  if (!single) return a.fetch_or(v, o);
   const T old = a.load(std::memory_order_relaxed);
   a.store(static_cast<T>(old | v), std::memory_order_relaxed);
   return old;
 }
 
 template <typename T>
-T rmw_exchange(std::atomic<T>& a, T v, std::memory_order o = std::memory_order_seq_cst) {
-  if (!t_single_thread) return a.exchange(v, o);
+T rmw_exchange(std::atomic<T>& a, T v, std::memory_order o = std::memory_order_seq_cst,
+               bool single = t_single_thread) {
+  if (!single) return a.exchange(v, o);
   const T old = a.load(std::memory_order_relaxed);
   a.store(v, std::memory_order_relaxed);
   return old;
@@ -68,8 +74,8 @@ T rmw_exchange(std::atomic<T>& a, T v, std::memory_order o = std::memory_order_s
 // compare_exchange_strong: on failure `expected` receives the current value.
 template <typename T>
 bool rmw_cas(std::atomic<T>& a, T& expected, T desired,
-             std::memory_order o = std::memory_order_seq_cst) {
-  if (!t_single_thread) return a.compare_exchange_strong(expected, desired, o);
+             std::memory_order o = std::memory_order_seq_cst, bool single = t_single_thread) {
+  if (!single) return a.compare_exchange_strong(expected, desired, o);
   const T cur = a.load(std::memory_order_relaxed);
   if (cur != expected) return expected = cur, false;
   a.store(desired, std::memory_order_relaxed);

@@ -318,7 +318,12 @@ class Module {
   AcceptResult accept_status(uint64_t rcx, uint64_t status);
   AcceptResult accept_ept_exit(uint64_t tdvpr, uint64_t rcx, uint64_t gpa, int found_level,
                                SeptEntry e);
-  void log_accept(uint64_t rcx, uint64_t rax, uint64_t r8);  // on_call, when calls are observed
+  void log_accept(uint64_t rcx, uint64_t rax, uint64_t r8);
+  // TDH.PHYMEM.PAGE.RECLAIM after its PAMT lookup (tdh_phymem.cc).
+  template <int kLevel, bool kSingle>
+  Regs reclaim_leaf(const Regs& in, uint64_t pfn, uint64_t off, PamtEntry& p);
+  Regs reclaim_tdr(const Regs& in, uint64_t pfn, uint64_t off, PamtEntry& p, int level);
+  Regs reclaim_done(const Regs& in, const Regs& out);  // on_call, when calls are observed
   bool would_fault(Td& td, uint64_t gpa);
 
   host::HostPages& host_;
