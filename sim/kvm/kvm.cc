@@ -348,11 +348,13 @@ void Kvm::on_call(const char* name, const tdx::Regs& in, const tdx::Regs& out) {
 bool Kvm::interrupt_pending(const char* where) {
   // A 2M ACCEPT checks for interrupts between chunks: a kick of its vCPU stops it there.
   // Asked between each 4K chunk of a 2M ACCEPT: the cheap tests first.
-  const int me = env_->actor();
-  if (sched::is_vcpu_actor(me) && me < nr_vcpus() && kick_pending_[me] &&
-      std::string_view(where) == "accept") {
-    sched::hit(sched::Probe::accept_interrupted_by_kick);
-    return true;
+  if (kicks_pending_.load(std::memory_order_relaxed) != 0) {
+    const int me = env_->actor();
+    if (sched::is_vcpu_actor(me) && me < nr_vcpus() && kick_pending_[me] &&
+        std::string_view(where) == "accept") {
+      sched::hit(sched::Probe::accept_interrupted_by_kick);
+      return true;
+    }
   }
   return observer_ && observer_->interrupt_pending(where);
 }

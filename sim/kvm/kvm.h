@@ -411,6 +411,10 @@ class Kvm final : public tdx::Hooks {
   uint64_t root_ = 0;
   std::vector<VcpuState> vcpus_;
   std::unique_ptr<std::atomic<bool>[]> kick_pending_;
+  // How many kick_pending_ flags are set: interrupt_pending, asked between every two chunks of
+  // a 2M ACCEPT, looks for the running actor only when one is. Exact on one thread; on real
+  // threads it can lag a flag by an instant (a kick is then seen at the next chunk).
+  std::atomic<int> kicks_pending_{0};
   std::unique_ptr<std::atomic<bool>[]> mode_;
   std::unique_ptr<std::atomic<uint64_t>[]> exits_;  // times each vCPU went back to KVM
   sched::Env* env_ = &sched::sequential_env();

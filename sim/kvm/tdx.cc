@@ -59,7 +59,7 @@ void Kvm::kvm_make_all_cpus_request_outside_guest_mode() {
     if (!mode_[v]) continue;
     targets.at[targets.n++] = {v, exits_[v].load()};
     vcpus_[v].kicks++;
-    kick_pending_[v] = true;
+    if (!host::rmw_exchange(kick_pending_[v], true)) host::rmw_add(kicks_pending_, 1);
   }
   if (targets.n == 0) return;
   yield("kick");

@@ -103,7 +103,7 @@ bool Kvm::zero_step_waits_for_guest(uint64_t gpa) {
 // Back in KVM: vcpu->mode = OUTSIDE_GUEST_MODE; a pending IPI is acknowledged by the exit.
 void Kvm::leave_guest_mode(int v) {
   mode_[v] = false;
-  kick_pending_[v] = false;
+  if (host::rmw_exchange(kick_pending_[v], false)) host::rmw_sub(kicks_pending_, 1);
   exits_[v]++;
   env_->notify();
 }
