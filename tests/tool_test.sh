@@ -99,6 +99,10 @@ check minimized-setup-line 0 '^schedule setup 1$' -- cat "$tmp/min.tdx"
 check minimized-still-fails 1 'expectation failed' -- "$bin" replay "$tmp/min.tdx"
 grep -v '^schedule setup' "$tmp/min.tdx" >"$tmp/nosetup.tdx"
 check without-setup-passes 0 '1 passed' -- "$bin" replay "$tmp/nosetup.tdx"
+# Switch rules the failure does not need go, schedule and all.
+printf 'finalize\nread 0 0x10 -> 0x1\nschedule vcpu0:kick -> host0\n' >"$tmp/rules.tdx"
+check minimize-rules 0 'minimized to 1 statements' -- "$bin" minimize -o "$tmp/rmin.tdx" "$tmp/rules.tdx"
+check minimized-rules-gone 1 '' -- grep -q '^schedule' "$tmp/rmin.tdx"
 check minimize-passing 1 'nothing to minimize' -- "$bin" minimize "$src"/corpus/module/aug_accept_demote.tdx
 printf 'finalize\nschedule setup 2\nschedule random 1\n' >"$tmp/longsetup.tdx"
 check setup-too-long 2 'longsetup.tdx:2:16: .schedule setup 2.: the trace has only 1 operation$' -- "$bin" replay "$tmp/longsetup.tdx"

@@ -273,8 +273,7 @@ int minimize(int argc, char** argv) {
     return 1;
   }
   std::fprintf(stderr, "minimizing %s: keeps failing with `%s`\n", in.c_str(), key.c_str());
-  // A candidate must also print as itself (switch rules shrunk to none would print as a
-  // sequential trace, and `schedule setup N` without a schedule does not parse).
+  // A candidate must also print as itself (what is printed is what must fail).
   auto still_fails = [&](const trace::Trace& t) {
     trace::ParseError e;
     const auto reparsed = trace::parse(trace::print(t), &e);
@@ -308,12 +307,13 @@ int minimize(int argc, char** argv) {
     shrink([](const trace::Trace& t) { return t.schedule.rules; },
            [](trace::Trace& t, const std::vector<sched::SwitchRule>& v, size_t, size_t) {
              t.schedule.rules = v;
+             if (v.empty()) t.schedule = {}, t.setup = 0;  // no rule left: a sequential trace
            });
     shrink([](const trace::Trace& t) { return t.options; },
            [](trace::Trace& t, const auto& v, size_t, size_t) { t.options = v; });
     if (best.stmts.size() + best.schedule.rules.size() + best.options.size() == before) break;
   }
-  // Simplify what is left: no actor prefixes, no expectations, fewer vCPUs, a plain schedule.
+  // Simplify what is left: no expectations, no setup phase.
   for (size_t i = 0; i < best.stmts.size(); i++) {
     trace::Trace cand = best;
     cand.stmts[i].expect = {};
@@ -321,12 +321,6 @@ int minimize(int argc, char** argv) {
   }
   if (best.setup > 0) {
     trace::Trace cand = best;
-    cand.setup = 0;
-    if (still_fails(cand)) best = cand;
-  }
-  if (best.schedule.kind == sched::Schedule::kRules && best.schedule.rules.empty()) {
-    trace::Trace cand = best;
-    cand.schedule = {};
     cand.setup = 0;
     if (still_fails(cand)) best = cand;
   }

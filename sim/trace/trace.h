@@ -105,7 +105,7 @@ std::string parse_injection(std::string_view value, uint32_t* leaf, uint64_t* st
 // else host0.
 int stmt_actor(const Stmt& s);
 // The `schedule` lines: the schedule's, then `schedule setup N` when setup > 0.
-std::string print_schedule(const sched::Schedule& s, size_t setup = 0);
+std::string print_schedule(const sched::Schedule& s, size_t setup);
 
 // Canonical text of a trace; parse(print(t)) == t.
 std::string print(const Trace& t);
