@@ -68,6 +68,7 @@ Regs Module::tdh_phymem_page_reclaim(const Regs& in) {
   }
 }
 
+// tdx-module.md §2.12, in its check order, for a page that is not a TDR.
 template <int kLevel, bool kSingle>
 Regs Module::reclaim_leaf(const Regs& in, uint64_t pfn, uint64_t off, PamtEntry& p) {
   Regs out;
@@ -109,8 +110,8 @@ Regs Module::reclaim_leaf(const Regs& in, uint64_t pfn, uint64_t off, PamtEntry&
   return reclaim_done(in, out);
 }
 
-// The TD's own TDR, reclaimed last: its lock is the page lock (no implicit TDR lock), and the
-// TD goes away with it.
+// The TD's own TDR, reclaimed last (tdx-module.md §2.12): its lock is the page lock (no implicit
+// TDR lock), and the TD goes away with it.
 [[gnu::noinline]] Regs Module::reclaim_tdr(const Regs& in, uint64_t pfn, uint64_t off, PamtEntry& p,
                                            int level) {
   Regs out;
